@@ -1,0 +1,93 @@
+/**
+ * Verification outcomes, one per signature, in RFC 8601 §2.7.1 words, and the
+ * only place that turns them into Authentication-Results text.
+ */
+import type { PartialSignatureInfo } from './signature.js';
+
+export type DkimResult = 'pass' | 'fail' | 'policy' | 'neutral' | 'temperror' | 'permerror';
+
+export type FailReason = 'body hash did not verify' | 'signature did not verify' | 'l= exceeds the body length';
+export type PolicyReason = 'rsa-sha1 is not accepted (RFC 8301)' | 'RSA key shorter than 1024 bits (RFC 8301)';
+export type PermerrorReason =
+  | 'signature syntax'
+  | 'signature expired'
+  | 'no key'
+  | 'key revoked'
+  | 'key syntax'
+  | 'key does not fit the signature';
+export type TemperrorReason = 'dns timeout' | 'dns error';
+
+interface Base {
+  readonly sig: PartialSignatureInfo;
+  /** Extra words for people (which tag, what was wrong). */
+  readonly detail?: string;
+}
+interface Signed extends Base {
+  /** The key record had `t=y`: RFC 6376 says treat the message as unsigned. */
+  readonly testing: boolean;
+  /** `l=` was present: how many body octets it left unsigned. */
+  readonly unsignedBodyBytes?: number;
+}
+
+export type DkimOutcome =
+  | (Signed & { readonly result: 'pass' })
+  | (Signed & { readonly result: 'fail'; readonly reason: FailReason })
+  | (Signed & { readonly result: 'policy'; readonly reason: PolicyReason })
+  | (Base & { readonly result: 'neutral'; readonly reason: 'signature limit reached' })
+  | (Base & { readonly result: 'temperror'; readonly reason: TemperrorReason })
+  | (Base & { readonly result: 'permerror'; readonly reason: PermerrorReason });
+
+export function assertNever(x: never): never {
+  throw new Error(`unexpected value ${JSON.stringify(x)}`);
+}
+
+/** RFC 2045 token characters; anything else must be a quoted-string. */
+const TOKEN = /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$/;
+
+function pvalue(v: string): string {
+  return TOKEN.test(v) ? v : `"${v.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+}
+
+/** RFC 6008 §4: at least 8 characters of `b=`, more where needed to tell signatures apart. */
+export function shortB(b: string, all: readonly string[]): string {
+  let n = Math.min(8, b.length);
+  while (n < b.length && all.some((other) => other !== b && other.startsWith(b.slice(0, n)))) n++;
+  return b.slice(0, n);
+}
+
+/** One `dkim=` method result, without the leading separator. */
+export function formatResinfo(o: DkimOutcome, allB: readonly string[]): string {
+  let out = `dkim=${o.result}`;
+  if ('reason' in o) out += ` reason=${pvalue(o.detail ? `${o.reason}: ${o.detail}` : o.reason)}`;
+  const comments: string[] = [];
+  if ('testing' in o && o.testing) comments.push('key in testing mode (t=y)');
+  if ('unsignedBodyBytes' in o && o.unsignedBodyBytes !== undefined) comments.push(`l= leaves ${o.unsignedBodyBytes} body octets unsigned`);
+  if (comments.length > 0) out += ` (${comments.join('; ')})`;
+  const s = o.sig;
+  if (s.d !== undefined) out += ` header.d=${pvalue(s.d)}`;
+  if (s.i !== undefined) out += ` header.i=${identity(s.i)}`;
+  if (s.s !== undefined) out += ` header.s=${pvalue(s.s)}`;
+  if (s.a !== undefined) out += ` header.a=${pvalue(s.a)}`;
+  if (s.bText !== undefined && s.bText !== '') out += ` header.b=${pvalue(shortB(s.bText, allB))}`;
+  return out;
+}
+
+/** `header.i` is `[local-part] "@" domain` (RFC 8601 §2.2 pvalue); quote a local part that needs it. */
+function identity(i: string): string {
+  const at = i.lastIndexOf('@');
+  const local = i.slice(0, at);
+  const domain = i.slice(at + 1);
+  if (at === -1 || !/^[A-Za-z0-9.-]*$/.test(domain)) return pvalue(i);
+  if (local === '' || /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+$/.test(local)) return `${local}@${domain}`;
+  return `"${local.replace(/["\\]/g, (c) => `\\${c}`)}"@${domain}`;
+}
+
+/**
+ * The whole Authentication-Results field (with CRLF). No outcomes means the
+ * message carried no signature: `dkim=none`.
+ */
+export function formatAuthenticationResults(authservId: string, outcomes: readonly DkimOutcome[]): string {
+  const allB = outcomes.map((o) => o.sig.bText ?? '').filter((b) => b !== '');
+  const results = outcomes.length === 0 ? ['dkim=none'] : outcomes.map((o) => formatResinfo(o, allB));
+  return `Authentication-Results: ${authservId};${results.map((r) => `\r\n\t${r}`).join(';')}\r\n`;
+}
