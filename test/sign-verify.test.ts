@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { expandHeaderList, formatAuthenticationResults, parseHeaderBlock, SignRequestError, signMessage } from '../src/dkim/index.js';
+import { MESSAGES } from './helpers/messages.js';
+import { SAMPLE, request, results, sign, verify } from './helpers/engine.js';
+
+const CANONS = [
+  { header: 'relaxed', body: 'relaxed' },
+  { header: 'simple', body: 'simple' },
+  { header: 'relaxed', body: 'simple' },
+  { header: 'simple', body: 'relaxed' },
+] as const;
+
+describe('sign and verify', () => {
+  for (const [name, message] of Object.entries(MESSAGES)) {
+    it(`round-trips "${name}" for every algorithm and canonicalization`, async () => {
+      for (const algorithm of ['rsa-sha256', 'ed25519-sha256'] as const) {
+        for (const canonicalization of CANONS) {
+          const signed = sign(message, { algorithm, canonicalization });
+          assert.deepEqual(results(await verify(signed)), ['pass'], `${algorithm} ${canonicalization.header}/${canonicalization.body}`);
+        }
+      }
+    });
+  }
+
+  it('makes several signatures in one pass, each verifying', async () => {
+    const signed = sign(SAMPLE, { algorithm: 'rsa-sha256' }, { algorithm: 'ed25519-sha256', canonicalization: { header: 'simple', body: 'simple' } });
+    assert.deepEqual(results(await verify(signed)), ['pass', 'pass']);
+  });
+
+  it('fails when any signed octet changes (body or signed header value)', async () => {
+    const message = Buffer.from(MESSAGES['multipart']!, 'latin1');
+    const signed = sign(message, {}, { algorithm: 'ed25519-sha256' });
+    const text = signed.toString('latin1');
+    const bodyStart = text.indexOf('\r\n\r\n') + 4;
+    // Candidate positions: body octets that canonicalization keeps, and the From/Subject values.
+    const positions: number[] = [];
+    for (let k = bodyStart; k < text.length; k++) if (!/[ \t\r\n]/.test(text[k]!)) positions.push(k);
+    for (const header of ['\r\nFrom: ', '\r\nSubject: ']) {
+      const start = text.indexOf(header) + header.length;
+      for (let k = start; text[k] !== '\r'; k++) if (text[k] !== ' ') positions.push(k);
+    }
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...positions), fc.constantFrom('Q', 'z', '7', '#'), async (pos, ch) => {
+        fc.pre(text[pos] !== ch);
+        const tampered = Buffer.from(text.slice(0, pos) + ch + text.slice(pos + 1), 'latin1');
+        assert.deepEqual(results(await verify(tampered)), ['fail', 'fail']);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses rsa-sha1 signing unless the legacy switch is on, and then verifies it only when allowed', async () => {
+    assert.throws(() => signMessage(Buffer.from(SAMPLE), [request({ algorithm: 'rsa-sha1' })], 0), SignRequestError);
+    const signed = sign(SAMPLE, { algorithm: 'rsa-sha1', allowSha1: true });
+    assert.deepEqual(results(await verify(signed)), ['policy']);
+    assert.deepEqual(results(await verify(signed, { allowSha1: true })), ['pass']);
+  });
+
+  it('refuses a key that does not fit the algorithm and an identity outside the domain', () => {
+    assert.throws(() => signMessage(Buffer.from(SAMPLE), [request({ algorithm: 'ed25519-sha256', key: request().key })], 0), /needs an ed25519 key/);
+    assert.throws(() => signMessage(Buffer.from(SAMPLE), [request({ identity: '@fexample.com' })], 0), /not within example.com/);
+  });
+
+  it('expands Momentum header modifiers in order, bottom-up, with over-signing', () => {
+    const fields = parseHeaderBlock('Received: a\r\nReceived: b\r\nFrom: x\r\nSubject: s\r\nX-Two: 1\r\nX-Two: 2\r\n');
+    assert.deepEqual(expandHeaderList(['Received+', 'Received', 'X-Example*', 'From', 'Subject?', 'Cc?'], fields, false), [
+      'Received', 'Received', 'Received', 'X-Example', 'From', 'Subject',
+    ]);
+    assert.deepEqual(expandHeaderList(['From', 'X-Two', 'Cc', 'Subject?'], fields, true), ['From', 'From', 'X-Two', 'X-Two', 'X-Two', 'Cc', 'Subject']);
+    assert.deepEqual(expandHeaderList(['X-Two+', 'X-Two*'], fields, true), ['X-Two', 'X-Two', 'X-Two']);
+  });
+
+  it('writes Authentication-Results with RFC 6008 header.b and reasons', async () => {
+    const signed = sign(SAMPLE, {}, { algorithm: 'ed25519-sha256' });
+    const tampered = signed.toString('latin1').replace('Subject: Lunch', 'Subject: Dinner');
+    const ar = formatAuthenticationResults('mx.example.net', await verify(tampered));
+    assert.match(ar, /^Authentication-Results: mx\.example\.net;\r\n\tdkim=fail reason="signature did not verify" header\.d=example\.com header\.i=@example\.com header\.s=sel header\.a=rsa-sha256 header\.b="?[A-Za-z0-9+/]{8,}"?;\r\n\tdkim=fail /);
+    assert.equal(formatAuthenticationResults('mx.example.net', []), 'Authentication-Results: mx.example.net;\r\n\tdkim=none\r\n');
+  });
+});
