@@ -1,0 +1,64 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { formatKeyRecord, generateSigningKey, KEY_KINDS, splitTxt, type KeyKind } from '../dkim/index.js';
+import { isDomainName } from '../dkim/signature.js';
+import { CliError, EXIT, usageError } from './output.js';
+
+export const KEYGEN_HELP = `Usage: dkim-proxy keygen --domain D --selector S [options]
+
+Generates a private key, writes it to DIR/D/S.key (mode 0600), and prints the
+DNS TXT record to publish, split into 255-octet strings as a zone file needs.
+
+Options:
+  -d, --domain D        the signing domain
+  -s, --selector S      the selector
+  -a, --algorithm A     rsa-2048 (default) | rsa-1024 | rsa-4096 | ed25519
+  -o, --out DIR         key directory (default: keys)
+      --testing         publish the record with t=y (receivers treat mail as unsigned)
+      --force           overwrite an existing key file
+`;
+
+export async function keygenCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      domain: { type: 'string', short: 'd' },
+      selector: { type: 'string', short: 's' },
+      algorithm: { type: 'string', short: 'a', default: 'rsa-2048' },
+      out: { type: 'string', short: 'o', default: 'keys' },
+      testing: { type: 'boolean', default: false },
+      force: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(KEYGEN_HELP);
+    return EXIT.ok;
+  }
+  if (!values.domain || !values.selector) throw usageError('keygen needs --domain and --selector (see dkim-proxy keygen --help)');
+  const domain = values.domain.toLowerCase().replace(/\.$/, '');
+  if (!isDomainName(domain)) throw usageError(`--domain: "${values.domain}" is not a domain name`);
+  if (!/^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$/i.test(values.selector)) throw usageError(`--selector: "${values.selector}" is not a DNS label`);
+  if (!(KEY_KINDS as readonly string[]).includes(values.algorithm)) throw usageError(`--algorithm: expected one of ${KEY_KINDS.join(', ')}, got "${values.algorithm}"`);
+
+  const { pem, key } = generateSigningKey(values.algorithm as KeyKind);
+  const dir = join(values.out, domain);
+  const file = join(dir, `${values.selector}.key`);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(file, pem, { mode: 0o600, flag: values.force ? 'w' : 'wx' });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new CliError(`${file} exists; use --force to replace it (and publish the new record first)`, EXIT.cantCreate);
+    throw new CliError(`cannot write ${file}: ${code ?? String(err)}`, EXIT.cantCreate);
+  }
+  const record = formatKeyRecord(key, { testing: values.testing });
+  const name = `${values.selector}._domainkey.${domain}.`;
+  process.stderr.write(`wrote ${file} (${values.algorithm}, mode 0600)\npublish this TXT record:\n`);
+  process.stdout.write(`${name} IN TXT ( ${splitTxt(record).map((s) => `"${s}"`).join(' ')} )\n`);
+  if (values.algorithm === 'ed25519') {
+    process.stderr.write('note: many receivers cannot verify ed25519 yet; sign with an RSA key as well.\n');
+  }
+  return EXIT.ok;
+}

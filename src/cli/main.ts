@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/** The `dkim-proxy` command. */
+import { readFileSync } from 'node:fs';
+import { keygenCommand, KEYGEN_HELP } from './keygen.js';
+import { CliError, EXIT } from './output.js';
+import { signCommand, SIGN_HELP } from './sign.js';
+import { verifyCommand, VERIFY_HELP } from './verify.js';
+
+const HELP = `Usage: dkim-proxy <command> [options]
+
+Commands:
+  sign      sign a message (file or stdin) and print it
+  verify    verify a message's DKIM signatures and print Authentication-Results
+  keygen    make a signing key and print the DNS record to publish
+
+Run 'dkim-proxy <command> --help' for a command's options.
+`;
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
+  sign: { run: signCommand, help: SIGN_HELP },
+  verify: { run: verifyCommand, help: VERIFY_HELP },
+  keygen: { run: keygenCommand, help: KEYGEN_HELP },
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(HELP);
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (name === '--version' || name === '-V') {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`dkim-proxy ${pkg.version}\n`);
+    return EXIT.ok;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`dkim-proxy: unknown command "${name}"\n\n${HELP}`);
+    return EXIT.usage;
+  }
+  return command.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof CliError) {
+      process.stderr.write(`dkim-proxy: ${err.message}\n`);
+      process.exitCode = err.exitCode;
+    } else if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
+      // node:util parseArgs: unknown option, missing value...
+      process.stderr.write(`dkim-proxy: ${err.message}\n`);
+      process.exitCode = EXIT.usage;
+    } else {
+      process.stderr.write(`dkim-proxy: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 70;
+    }
+  },
+);

@@ -1,0 +1,26 @@
+/** Small helpers for command output: errors to stderr, sysexits-style codes. */
+
+/** Exit codes (sysexits.h), so shell scripts can tell the cases apart. */
+export const EXIT = {
+  ok: 0,
+  /** verify: no passing signature, or a failing one. */
+  notVerified: 1,
+  usage: 64,
+  dataError: 65,
+  noInput: 66,
+  cantCreate: 73,
+  ioError: 74,
+  tempFail: 75,
+  config: 78,
+} as const;
+
+export class CliError extends Error {
+  override name = 'CliError';
+  readonly exitCode: number;
+  constructor(message: string, exitCode: number) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+export const usageError = (message: string): CliError => new CliError(message, EXIT.usage);

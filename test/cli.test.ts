@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ROOT } from './helpers/fixtures.js';
+import { startDnsmasq, startSilentDns, type TestDns } from './helpers/dns-server.js';
+import { MESSAGES } from './helpers/messages.js';
+import { dkimpyVerify, mailDkimVerify } from './helpers/peers.js';
+
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function cli(args: string[], input?: string | Buffer): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [CLI, ...args], { timeout: 30_000, encoding: 'latin1' }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+    });
+    child.stdin!.end(input ?? '');
+  });
+}
+
+/** Turns keygen's zone line back into the TXT value (strings joined). */
+function recordFromZoneLine(line: string): string {
+  return [...line.matchAll(/"([^"]*)"/g)].map((m) => m[1]).join('');
+}
+
+describe('dkim-proxy command line', () => {
+  let dir: string;
+  let dns: TestDns;
+  const records = new Map<string, string[]>();
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-cli-'));
+    for (const [selector, algorithm] of [['cli', 'rsa-2048'], ['clied', 'ed25519']] as const) {
+      const r = await cli(['keygen', '--domain', 'example.org', '--selector', selector, '--algorithm', algorithm, '--out', dir]);
+      assert.equal(r.code, 0, r.stderr);
+      const zoneLine = r.stdout.trim();
+      assert.match(zoneLine, new RegExp(`^${selector}\\._domainkey\\.example\\.org\\. IN TXT \\( ".*" \\)$`));
+      for (const s of [...zoneLine.matchAll(/"([^"]*)"/g)]) assert.ok(s[1]!.length <= 255, 'TXT strings are at most 255 octets');
+      records.set(`${selector}._domainkey.example.org`, [recordFromZoneLine(zoneLine)]);
+    }
+    dns = await startDnsmasq(records, ['example.org']);
+  });
+
+  after(async () => {
+    await dns?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keygen writes the key with mode 0600 and refuses to overwrite it', async () => {
+    const file = join(dir, 'example.org', 'cli.key');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.match(readFileSync(file, 'utf8'), /^-----BEGIN RSA PRIVATE KEY-----/);
+    const again = await cli(['keygen', '--domain', 'example.org', '--selector', 'cli', '--out', dir]);
+    assert.equal(again.code, 73);
+    assert.match(again.stderr, /exists; use --force/);
+  });
+
+  it('signs with a keygen key so that ours, Mail::DKIM and dkimpy verify it over real DNS', async () => {
+    const signed = await cli(['sign', '-d', 'example.org', '-s', 'cli', '-k', join(dir, 'example.org', 'cli.key')], MESSAGES['plain']!.replace(/\r\n/g, '\n'));
+    assert.equal(signed.code, 0, signed.stderr);
+    assert.match(signed.stdout, /^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.org; s=cli;/);
+    assert.ok(!/[^\r]\n/.test(signed.stdout), 'output uses CRLF throughout');
+    const file = join(dir, 'signed.eml');
+    writeFileSync(file, signed.stdout, 'latin1');
+
+    const verified = await cli(['verify', '--dns-server', dns.server, '--authserv-id', 'mx.example.net', file]);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    assert.match(verified.stdout, /^pass +d=example\.org s=cli a=rsa-sha256/m);
+    assert.match(verified.stdout, /^Authentication-Results: mx\.example\.net;\n\tdkim=pass header\.d=example\.org/m);
+    assert.deepEqual((await mailDkimVerify([file], dns.port)).map((r) => r.result), ['pass']);
+    assert.deepEqual((await dkimpyVerify([file], dns.port)).map((r) => r.result), ['pass']);
+  });
+
+  it('signs with ed25519 and verifies from stdin', async () => {
+    const signed = await cli(['sign', '-d', 'example.org', '-s', 'clied', '-a', 'ed25519-sha256', '-c', 'simple/simple', '-k', join(dir, 'example.org', 'clied.key')], MESSAGES['8bit utf-8']!);
+    assert.equal(signed.code, 0, signed.stderr);
+    const verified = await cli(['verify', '--dns-server', dns.server], Buffer.from(signed.stdout, 'latin1'));
+    assert.equal(verified.code, 0, verified.stdout);
+    assert.match(verified.stdout, /^pass +d=example\.org s=clied a=ed25519-sha256/m);
+  });
+
+  it('exits 1 for a tampered message, with the reason', async () => {
+    const signed = await cli(['sign', '-d', 'example.org', '-s', 'cli', '-k', join(dir, 'example.org', 'cli.key')], MESSAGES['plain']!);
+    const verified = await cli(['verify', '--dns-server', dns.server], signed.stdout.replace('See you tomorrow', 'See you never'));
+    assert.equal(verified.code, 1);
+    assert.match(verified.stdout, /^fail +d=example\.org s=cli a=rsa-sha256 reason="body hash did not verify"/m);
+  });
+
+  it('exits 1 for an unsigned message and a missing key record', async () => {
+    const unsigned = await cli(['verify', '--dns-server', dns.server], MESSAGES['plain']!);
+    assert.equal(unsigned.code, 1);
+    assert.match(unsigned.stdout, /dkim=none/);
+    const signed = await cli(['sign', '-d', 'example.org', '-s', 'nosuch', '-k', join(dir, 'example.org', 'cli.key')], MESSAGES['plain']!);
+    const verified = await cli(['verify', '--dns-server', dns.server], signed.stdout);
+    assert.equal(verified.code, 1);
+    assert.match(verified.stdout, /^permerror d=example\.org s=nosuch .*reason="no key/m);
+  });
+
+  it('exits 75 with temperror when the DNS server does not answer, within the timeout', async () => {
+    const silent = await startSilentDns();
+    try {
+      const signed = await cli(['sign', '-d', 'example.org', '-s', 'cli', '-k', join(dir, 'example.org', 'cli.key')], MESSAGES['plain']!);
+      const verified = await cli(['verify', '--dns-server', silent.server, '--timeout', '300'], signed.stdout);
+      assert.equal(verified.code, 75, verified.stdout + verified.stderr);
+      assert.match(verified.stdout, /^temperror d=example\.org s=cli .*reason="dns timeout/m);
+    } finally {
+      await silent.stop();
+    }
+  });
+
+  it('gives usage errors exit 64 and names the problem', async () => {
+    const cases: [string[], RegExp][] = [
+      [['sign', '-d', 'example.org'], /needs --domain, --selector and --key/],
+      [['sign', '-d', 'example.org', '-s', 's', '-k', 'x', '-a', 'rsa-md5'], /--algorithm: expected one of/],
+      [['sign', '-d', 'example.org', '-s', 's', '-k', 'x', '-c', 'loose'], /--canonicalization/],
+      [['sign', '--bogus'], /Unknown option '--bogus'/],
+      [['keygen', '-d', 'example.org', '-s', 'bad selector!'], /--selector/],
+      [['frobnicate'], /unknown command "frobnicate"/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await cli(args);
+      assert.equal(r.code, 64, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+    }
+  });
+
+  it('names the key file when it cannot be used', async () => {
+    const bad = join(dir, 'bad.key');
+    writeFileSync(bad, 'not a key', { mode: 0o600 });
+    const r = await cli(['sign', '-d', 'example.org', '-s', 's', '-k', bad], MESSAGES['plain']!);
+    assert.equal(r.code, 65);
+    assert.match(r.stderr, /key .*bad\.key: not a PEM private key/);
+    const missing = await cli(['sign', '-d', 'example.org', '-s', 's', '-k', join(dir, 'nope.key')], MESSAGES['plain']!);
+    assert.equal(missing.code, 66);
+    assert.match(missing.stderr, /cannot read key .*nope\.key: ENOENT/);
+  });
+});
