@@ -14,6 +14,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { Canon } from './canonicalize.js';
+import { relaxedScanner, SLICE } from './wasm/relaxed.js';
 
 export type HashAlgorithm = 'sha256' | 'sha1';
 
@@ -24,6 +25,8 @@ const TAB = 0x09;
 const CRLF = Buffer.from('\r\n');
 const SPACE = Buffer.from(' ');
 const CR_ONLY = Buffer.from('\r');
+const SP_SP = Buffer.from('  ');
+const SP_CR = Buffer.from(' \r');
 
 /** Hash of the canonical body, truncated at `l=` when a limit is given. */
 class CanonicalSink {
@@ -195,20 +198,36 @@ class RelaxedBody implements BodyHasher {
    * (no trailing-line question) and every WSP run is followed by an octet here.
    */
   private fast(chunk: Uint8Array, pos: number, end: number): void {
+    // Below a few hundred octets the copy into WebAssembly memory costs more than it saves.
+    if (relaxedScanner !== null && end - pos >= 256) {
+      while (pos < end) {
+        let cut = Math.min(end, pos + SLICE);
+        // Each slice must end on a content octet, like the region itself.
+        while (cut > pos && isWspOrEol(chunk[cut - 1]!)) cut--;
+        if (cut === pos) break; // a quarter megabyte of whitespace: leave it to the JS path
+        this.sink.write(relaxedScanner.relax(chunk, pos, cut));
+        pos = cut;
+      }
+      if (pos === end) return;
+    }
+    this.fastJs(chunk, pos, end);
+  }
+
+  private fastJs(chunk: Uint8Array, pos: number, end: number): void {
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     // Next occurrences of the only patterns canonicalization changes; -2 = not searched yet.
     let tab = -2;
     let dbl = -2;
     let spCr = -2;
-    const noSpace = buf.indexOf(SP, pos) === -1 || buf.indexOf(SP, pos) >= end;
-    if (noSpace) {
+    const firstSpace = buf.indexOf(SP, pos);
+    if (firstSpace === -1 || firstSpace >= end) {
       dbl = -1;
       spCr = -1;
     }
     while (pos < end) {
       if (tab !== -1 && tab < pos) tab = buf.indexOf(TAB, pos);
-      if (dbl !== -1 && dbl < pos) dbl = buf.indexOf('  ', pos, 'latin1');
-      if (spCr !== -1 && spCr < pos) spCr = buf.indexOf(' \r', pos, 'latin1');
+      if (dbl !== -1 && dbl < pos) dbl = buf.indexOf(SP_SP, pos);
+      if (spCr !== -1 && spCr < pos) spCr = buf.indexOf(SP_CR, pos);
       let j = end;
       if (tab !== -1 && tab < j) j = tab;
       if (dbl !== -1 && dbl < j) j = dbl;

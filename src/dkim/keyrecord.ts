@@ -30,7 +30,24 @@ export type KeyRecordResult =
 // DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw 32-byte key follows (RFC 8410).
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
+/**
+ * Parsing a public key (OpenSSL's DER decoder) costs several times an RSA
+ * verification, and a verifier sees the same few records over and over, so
+ * results are memoized by record text. Bounded; the oldest entry goes first.
+ */
+const memo = new Map<string, KeyRecordResult>();
+const MEMO_SIZE = 1024;
+
 export function parseKeyRecord(txt: string): KeyRecordResult {
+  const hit = memo.get(txt);
+  if (hit !== undefined) return hit;
+  const result = parseKeyRecordUncached(txt);
+  if (memo.size >= MEMO_SIZE) memo.delete(memo.keys().next().value!);
+  memo.set(txt, result);
+  return result;
+}
+
+function parseKeyRecordUncached(txt: string): KeyRecordResult {
   const parsed = parseTagList(txt);
   if (!parsed.ok) return { ok: false, tag: parsed.tag, message: parsed.message };
   const tags = parsed.tags;

@@ -33,3 +33,27 @@ describe('line-end normalization (DKIM-PITFALLS 13)', () => {
     );
   });
 });
+
+describe('line-end normalization of large chunks (the SIMD path)', () => {
+  it('finds a bare LF wherever it is, including at slice and block edges', () => {
+    const base = Buffer.alloc(600 * 1024, 'a');
+    for (let k = 0; k < base.length; k += 100) base.write('\r\n', k, 'latin1');
+    for (const at of [0, 1, 15, 16, 17, 1023, 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 1, base.length - 1]) {
+      const b = Buffer.from(base);
+      b[at] = 0x0a;
+      if (at > 0 && b[at - 1] === 0x0d) b[at - 1] = 0x61;
+      const out = normalizeLineEnds(b).toString('latin1');
+      assert.equal(out, b.toString('latin1').replace(/\r?\n/g, '\r\n'), `bare LF at ${at}`);
+    }
+    assert.equal(normalizeLineEnds(base), base, 'a clean chunk comes back as the same buffer');
+  });
+
+  it('carries a CR at the end of one large chunk to an LF starting the next', () => {
+    const n = new LineEndNormalizer();
+    const first = Buffer.alloc(4096, 'a');
+    first[first.length - 1] = 0x0d;
+    const second = Buffer.concat([Buffer.from('\n'), Buffer.alloc(4096, 'b')]);
+    assert.equal(n.push(first), first);
+    assert.equal(n.push(second), second);
+  });
+});

@@ -4,6 +4,8 @@
  * A lone CR is left alone: it is an ordinary octet to both canonicalizations.
  */
 
+import { relaxedScanner } from './wasm/relaxed.js';
+
 const CR = 0x0d;
 const LF = 0x0a;
 const CRLF = Buffer.from('\r\n');
@@ -14,6 +16,11 @@ export class LineEndNormalizer {
   /** Returns the chunk with bare LFs fixed; the same Buffer when nothing changed. */
   push(chunk: Buffer): Buffer {
     if (chunk.length === 0) return chunk;
+    // Mail is CRLF almost always: prove that with one SIMD pass and hand the chunk back untouched.
+    if (relaxedScanner !== null && chunk.length >= 1024 && !(chunk[0] === LF && !this.lastWasCr) && relaxedScanner.findBareLf(chunk, 1, chunk.length) === -1) {
+      this.lastWasCr = chunk[chunk.length - 1] === CR;
+      return chunk;
+    }
     let parts: Buffer[] | null = null;
     let from = 0;
     let lf = chunk.indexOf(LF);
