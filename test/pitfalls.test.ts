@@ -1,7 +1,8 @@
 /**
  * One test (or more) per entry of shared/DKIM-PITFALLS.md, at the engine level.
- * Interop with the other implementations is in interop.test.ts; the
- * transport entries (15, 16, 29) are also covered by the proxy tests.
+ * Interop with the other implementations is in interop.test.ts; picking the
+ * author domain (26) is in src/policy/author.test.ts; the transport entries
+ * (15, 16, 29) are tested here for the engine and again for the proxies.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { expandHeaderList, formatAuthenticationResults, parseHeaderBlock, SignRequestError, signMessage } from '../src/dkim/index.js';
 import { MESSAGES } from './helpers/messages.js';
-import { SAMPLE, request, results, sign, verify } from './helpers/engine.js';
+import { SAMPLE, request, results, sign, verify, zone } from './helpers/engine.js';
+import { ROOT } from './helpers/fixtures.js';
 
 const CANONS = [
   { header: 'relaxed', body: 'relaxed' },
@@ -78,5 +81,28 @@ describe('sign and verify', () => {
     const ar = formatAuthenticationResults('mx.example.net', await verify(tampered));
     assert.match(ar, /^Authentication-Results: mx\.example\.net;\r\n\tdkim=fail reason="signature did not verify" header\.d=example\.com header\.i=@example\.com header\.s=sel header\.a=rsa-sha256 header\.b="?[A-Za-z0-9+/]{8,}"?;\r\n\tdkim=fail /);
     assert.equal(formatAuthenticationResults('mx.example.net', []), 'Authentication-Results: mx.example.net;\r\n\tdkim=none\r\n');
+  });
+
+  it('writes Authentication-Results that an independent RFC 8601 parser (python3-authres) reads back', async () => {
+    const signed = sign(SAMPLE, {}, { algorithm: 'ed25519-sha256', identity: 'alice@news.example.com' });
+    const noKey = new Map([...zone].filter(([name]) => !name.startsWith('ed.')));
+    const fields = [
+      formatAuthenticationResults('mx.example.net', await verify(signed)),
+      formatAuthenticationResults('mx.example.net', await verify(signed.toString('latin1').replace('Lunch', 'Brunch'))),
+      formatAuthenticationResults('mx.example.net', await verify(signed, {}, noKey)),
+      formatAuthenticationResults('mx.example.net', await verify(`DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s="x"\r\n${SAMPLE}`)),
+      formatAuthenticationResults('mx.example.net', []),
+    ].map((f) => f.replace(/\r\n$/, ''));
+    const run = promisify(execFile);
+    const { stdout } = await run('/usr/bin/python3', [`${ROOT}test/peers/authres_check.py`, ...fields], { timeout: 20_000 });
+    const blocks = stdout.split('--\n').filter(Boolean).map((b) => b.trim().split('\n'));
+    assert.equal(blocks.length, 5);
+    for (const b of blocks) assert.equal(b[0], 'authserv-id mx.example.net');
+    assert.match(blocks[0]![1]!, /^dkim=pass header\.d=example\.com header\.i=@example\.com header\.s=sel header\.a=rsa-sha256 header\.b=\S{8,}$/);
+    assert.match(blocks[0]![2]!, /^dkim=pass header\.d=example\.com header\.i=alice@news\.example\.com header\.s=ed header\.a=ed25519-sha256 header\.b=\S{8,}$/);
+    assert.match(blocks[1]![1]!, /^dkim=fail reason=signature did not verify header\.d=example\.com/);
+    assert.match(blocks[2]![2]!, /^dkim=permerror reason=no key: no key record at ed\._domainkey\.example\.com header\.d=example\.com/);
+    assert.match(blocks[3]![1]!, /^dkim=permerror reason=signature syntax: /);
+    assert.deepEqual(blocks[4]!.slice(1), ['dkim=none']);
   });
 });

@@ -1,0 +1,51 @@
+/**
+ * Whose mail is this? The author domain that picks the signing rules: the
+ * From mailbox, or Sender when From holds several (RFC 5322 §3.6.2),
+ * DKIM-PITFALLS 26. Encoded display names, quoted "@", comments and groups
+ * are the address parser's job (nodemailer's), never a regex's.
+ */
+import { domainToASCII } from 'node:url';
+import addressparser from 'nodemailer/lib/addressparser/index.js';
+import type { HeaderField } from '../dkim/index.js';
+
+export type AuthorResult =
+  | { readonly ok: true; readonly domain: string; readonly address: string; readonly source: 'from' | 'sender' }
+  | { readonly ok: false; readonly reason: string };
+
+function mailboxes(field: HeaderField): string[] {
+  const value = Buffer.from(field.raw.slice(field.raw.indexOf(':') + 1), 'latin1')
+    .toString('utf8')
+    .replace(/\r?\n/g, '');
+  return addressparser(value, { flatten: true })
+    .map((a) => a.address)
+    .filter((a) => a !== '');
+}
+
+function domainOf(address: string): string | null {
+  const at = address.lastIndexOf('@');
+  if (at <= 0) return null;
+  const raw = address.slice(at + 1).replace(/\.$/, '');
+  if (raw === '' || raw.startsWith('[')) return null; // no domain, or an address literal
+  const ascii = domainToASCII(raw.toLowerCase());
+  return ascii === '' ? null : ascii;
+}
+
+export function authorDomain(fields: readonly HeaderField[]): AuthorResult {
+  const from = fields.filter((f) => f.key === 'from');
+  if (from.length === 0) return { ok: false, reason: 'no From header' };
+  if (from.length > 1) return { ok: false, reason: `${from.length} From headers (RFC 5322 allows one)` };
+  const authors = mailboxes(from[0]!);
+  if (authors.length === 0) return { ok: false, reason: 'From has no address' };
+  let address = authors[0]!;
+  let source: 'from' | 'sender' = 'from';
+  if (authors.length > 1) {
+    const sender = fields.filter((f) => f.key === 'sender');
+    const senders = sender.length === 1 ? mailboxes(sender[0]!) : [];
+    if (senders.length !== 1) return { ok: false, reason: `From has ${authors.length} addresses and there is no single Sender` };
+    address = senders[0]!;
+    source = 'sender';
+  }
+  const domain = domainOf(address);
+  if (domain === null) return { ok: false, reason: `no usable domain in "${address}"` };
+  return { ok: true, domain, address, source };
+}
