@@ -212,6 +212,7 @@ export function formatSignatureHeader(tags: SignatureTags): string {
     [`c=${c};`],
     [`d=${tags.d};`],
     [`s=${tags.s};`],
+    ['q=dns/txt;'],
   ];
   if (tags.i !== undefined) pieces.push([`i=${tags.i};`]);
   if (tags.l !== undefined) pieces.push([`l=${tags.l};`]);
