@@ -39,7 +39,7 @@ describe('dkim-proxy command line', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-cli-'));
     for (const [selector, algorithm] of [['cli', 'rsa-2048'], ['clied', 'ed25519']] as const) {
-      const r = await cli(['keygen', '--domain', 'example.org', '--selector', selector, '--algorithm', algorithm, '--out', dir]);
+      const r = await cli(['keygen', '--domain', 'example.org', '--selector', selector, '--algorithm', algorithm, '--out', dir, '--zone']);
       assert.equal(r.code, 0, r.stderr);
       const zoneLine = r.stdout.trim();
       assert.match(zoneLine, new RegExp(`^${selector}\\._domainkey\\.example\\.org\\. IN TXT \\( ".*" \\)$`));

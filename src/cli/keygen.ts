@@ -9,12 +9,14 @@ export const KEYGEN_HELP = `Usage: dkim-proxy keygen --domain D --selector S [op
 
 Generates a private key, writes it to DIR/D/S.key (mode 0600), and prints the
 DNS TXT record to publish, split into 255-octet strings as a zone file needs.
+With --zone, prints a whole BIND zone-file line instead.
 
 Options:
   -d, --domain D        the signing domain
   -s, --selector S      the selector
   -a, --algorithm A     rsa-2048 (default) | rsa-1024 | rsa-4096 | ed25519
   -o, --out DIR         key directory (default: keys)
+      --zone            print SELECTOR._domainkey.DOMAIN. IN TXT ( "..." "..." )
       --testing         publish the record with t=y (receivers treat mail as unsigned)
       --force           overwrite an existing key file
 `;
@@ -28,6 +30,7 @@ export async function keygenCommand(argv: string[]): Promise<number> {
       algorithm: { type: 'string', short: 'a', default: 'rsa-2048' },
       out: { type: 'string', short: 'o', default: 'keys' },
       testing: { type: 'boolean', default: false },
+      zone: { type: 'boolean', default: false },
       force: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -55,8 +58,9 @@ export async function keygenCommand(argv: string[]): Promise<number> {
   }
   const record = formatKeyRecord(key, { testing: values.testing });
   const name = `${values.selector}._domainkey.${domain}.`;
-  process.stderr.write(`wrote ${file} (${values.algorithm}, mode 0600)\npublish this TXT record:\n`);
-  process.stdout.write(`${name} IN TXT ( ${splitTxt(record).map((s) => `"${s}"`).join(' ')} )\n`);
+  const strings = splitTxt(record).map((s) => `"${s}"`).join(' ');
+  process.stderr.write(`wrote ${file} (${values.algorithm}, mode 0600)\npublish this TXT record at ${name}\n`);
+  process.stdout.write(values.zone ? `${name} IN TXT ( ${strings} )\n` : `${strings}\n`);
   if (values.algorithm === 'ed25519') {
     process.stderr.write('note: many receivers cannot verify ed25519 yet; sign with an RSA key as well.\n');
   }

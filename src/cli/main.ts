@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 /** The `dkim-proxy` command. */
 import { readFileSync } from 'node:fs';
+import { checkConfigCommand, CHECK_CONFIG_HELP } from './check-config.js';
+import { dnsCheckCommand, DNS_CHECK_HELP } from './dns-check.js';
 import { keygenCommand, KEYGEN_HELP } from './keygen.js';
 import { CliError, EXIT } from './output.js';
 import { signCommand, SIGN_HELP } from './sign.js';
@@ -9,9 +11,11 @@ import { verifyCommand, VERIFY_HELP } from './verify.js';
 const HELP = `Usage: dkim-proxy <command> [options]
 
 Commands:
-  sign      sign a message (file or stdin) and print it
-  verify    verify a message's DKIM signatures and print Authentication-Results
-  keygen    make a signing key and print the DNS record to publish
+  sign          sign a message (file or stdin) and print it
+  verify        verify a message's DKIM signatures and print Authentication-Results
+  keygen        make a signing key and print the DNS record to publish
+  check-config  validate a configuration and print the signing table
+  dns-check     check that every configured key is published and matches
 
 Run 'dkim-proxy <command> --help' for a command's options.
 `;
@@ -20,6 +24,8 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   sign: { run: signCommand, help: SIGN_HELP },
   verify: { run: verifyCommand, help: VERIFY_HELP },
   keygen: { run: keygenCommand, help: KEYGEN_HELP },
+  'check-config': { run: checkConfigCommand, help: CHECK_CONFIG_HELP },
+  'dns-check': { run: dnsCheckCommand, help: DNS_CHECK_HELP },
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -2,6 +2,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import {
   DEFAULT_SIGNED_HEADERS,
+  findBodyStart,
+  parseHeaderBlock,
   normalizeLineEnds,
   parseCanonicalization,
   parsePrivateKey,
@@ -11,15 +13,26 @@ import {
   type SigningAlgorithm,
 } from '../dkim/index.js';
 import { parseDuration } from '../config/units.js';
+import { createKeyLookup } from '../dns/resolver.js';
+import { authorDomain } from '../policy/author.js';
+import { planSignatures, toSignRequest } from '../policy/signing.js';
+import { loadOrFail } from './config.js';
 import { readMessage } from './io.js';
 import { CliError, EXIT, usageError } from './output.js';
 
-export const SIGN_HELP = `Usage: dkim-proxy sign --domain D --selector S --key FILE [options] [MESSAGE]
+export const SIGN_HELP = `Usage: dkim-proxy sign --config FILE [MESSAGE]
+       dkim-proxy sign --domain D --selector S --key FILE [options] [MESSAGE]
 
 Signs MESSAGE (a file, or stdin) and writes the signed message to stdout.
 Line ends are normalized to CRLF first; the output is exactly what was signed.
 
+With --config, the signatures are chosen exactly as the 'out' proxy chooses
+them (author domain, [domain] blocks, DNS policies, additional signatures).
+Exit status 75 when a TempFailIfNotInDNS policy holds the message back, and 1
+when no rule signs it and [signing] unsigned = "refuse".
+
 Options:
+      --config FILE          sign as the proxy would with this configuration
   -d, --domain D             signing domain (d=)
   -s, --selector S           selector (s=)
   -k, --key FILE             private key, PEM (PKCS#1 or PKCS#8)
@@ -52,6 +65,7 @@ export async function signCommand(argv: string[]): Promise<number> {
       'body-length': { type: 'boolean', short: 'l', default: false },
       'copy-headers': { type: 'boolean', default: false },
       'legacy-sha1': { type: 'boolean', default: false },
+      config: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -59,8 +73,12 @@ export async function signCommand(argv: string[]): Promise<number> {
     process.stdout.write(SIGN_HELP);
     return EXIT.ok;
   }
-  if (!values.domain || !values.selector || !values.key) throw usageError('sign needs --domain, --selector and --key (see dkim-proxy sign --help)');
   if (positionals.length > 1) throw usageError('sign takes at most one MESSAGE file');
+  if (values.config !== undefined) {
+    if (values.domain || values.selector || values.key) throw usageError('--config chooses the signatures; leave out --domain, --selector and --key');
+    return signWithConfig(values.config, positionals[0]);
+  }
+  if (!values.domain || !values.selector || !values.key) throw usageError('sign needs --domain, --selector and --key (see dkim-proxy sign --help)');
   if (!(SIGNING_ALGORITHMS as readonly string[]).includes(values.algorithm)) {
     throw usageError(`--algorithm: expected one of ${SIGNING_ALGORITHMS.join(', ')}, got "${values.algorithm}"`);
   }
@@ -101,6 +119,28 @@ export async function signCommand(argv: string[]): Promise<number> {
     if (err instanceof SignRequestError) throw usageError(err.message);
     throw err;
   }
+  process.stdout.write(Buffer.concat([Buffer.from(fields.join(''), 'latin1'), message]));
+  return EXIT.ok;
+}
+
+async function signWithConfig(file: string, messageFile: string | undefined): Promise<number> {
+  const config = await loadOrFail(file);
+  const message = normalizeLineEnds(await readMessage(messageFile));
+  const { headerEnd } = findBodyStart(message);
+  const author = authorDomain(parseHeaderBlock(message.toString('latin1', 0, headerEnd)));
+  const lookup = createKeyLookup({ servers: config.dns.servers, timeoutMs: config.dns.timeoutMs });
+  const plan = await planSignatures(config.signing, author.ok ? author.domain : null, lookup);
+  if (plan.kind === 'tempfail') throw new CliError(`not signed, try again later: ${plan.reason}`, EXIT.tempFail);
+  if (plan.kind === 'unsigned') {
+    const reason = author.ok ? plan.reason : author.reason;
+    if (config.signing.unsigned === 'refuse') throw new CliError(`refused: ${reason}`, EXIT.notVerified);
+    process.stderr.write(`not signed: ${reason}\n`);
+    process.stdout.write(message);
+    return EXIT.ok;
+  }
+  for (const note of plan.notes) process.stderr.write(`note: ${note}\n`);
+  const fields = signMessage(message, plan.signers.map(toSignRequest), Math.floor(Date.now() / 1000));
+  process.stderr.write(`signed: ${plan.signers.map((s) => `d=${s.domain} s=${s.selector} a=${s.algorithm}`).join('; ')}\n`);
   process.stdout.write(Buffer.concat([Buffer.from(fields.join(''), 'latin1'), message]));
   return EXIT.ok;
 }

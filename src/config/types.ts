@@ -1,0 +1,108 @@
+/** The validated configuration: one immutable object, built once per load. */
+import type { Canonicalization, SigningAlgorithm, SigningKey } from '../dkim/index.js';
+
+export type DnsPolicy = 'SignAlways' | 'SignOnlyIfInDNS' | 'TempFailIfNotInDNS';
+export type AdditionalPolicy = 'Always' | 'OnlyIfMissingDomainBlock';
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** What every signing block can say; `[signing]` gives the defaults. */
+export interface SignatureSettings {
+  readonly selector: string;
+  readonly algorithm: SigningAlgorithm;
+  readonly canonicalization: Canonicalization;
+  readonly headers: readonly string[];
+  readonly overSign: boolean;
+  /** Template with `%{d}` and `%{s}`. */
+  readonly keyFile: string;
+  readonly identity: string | undefined;
+  /** Signature lifetime (x= - t=), seconds. */
+  readonly expire: number | undefined;
+  readonly bodyLength: boolean;
+  readonly copyHeaders: boolean;
+}
+
+/** A resolved signer: settings plus the domain, and the key loaded at startup. */
+export interface Signer extends SignatureSettings {
+  /** The signing domain (d=). */
+  readonly domain: string;
+  /** Where the key came from: a file path or a vault path. */
+  readonly keySource: string;
+  readonly key: SigningKey;
+}
+
+export interface DomainBlock {
+  /** The author domain the block matches (lower-case A-label). */
+  readonly name: string;
+  /** Mail from any subdomain is signed with this block too (Momentum's base_domain). */
+  readonly subdomains: boolean;
+  readonly policy: DnsPolicy;
+  readonly additionalSignatures: readonly string[];
+  readonly signer: Signer;
+}
+
+export interface SignatureBlock {
+  readonly name: string;
+  readonly policy: AdditionalPolicy;
+  readonly signer: Signer;
+}
+
+export interface SigningConfig {
+  readonly domains: ReadonlyMap<string, DomainBlock>;
+  readonly signatures: ReadonlyMap<string, SignatureBlock>;
+  /** additional_signatures for mail that matches no domain block. */
+  readonly defaultAdditional: readonly string[];
+  /** Next hops that reject more than one DKIM-Signature: keep only the first. */
+  readonly singleSignature: boolean;
+  /** What to do with mail no rule signs: pass it on unsigned, or refuse it (550). */
+  readonly unsigned: 'relay' | 'refuse';
+}
+
+export interface ListenerConfig {
+  readonly listen: HostPort;
+  readonly relay: HostPort;
+  readonly protocol: 'smtp' | 'lmtp';
+  /** CIDR blocks allowed to connect; everyone else gets 554 at connect. */
+  readonly allowClients: readonly string[];
+  readonly maxMessageBytes: number;
+  /** Above this, a message in flight is spooled to a private temp file. */
+  readonly spoolThresholdBytes: number;
+  readonly maxHeaderBytes: number;
+  readonly maxConnections: number;
+  readonly idleTimeoutMs: number;
+  readonly relayTimeoutMs: number;
+  /** The name we give in our banner and EHLO to the next hop. */
+  readonly hostname: string;
+  readonly tls: { readonly cert: string; readonly key: string } | undefined;
+  readonly relayTls: 'off' | 'opportunistic' | 'required';
+}
+
+export interface InListenerConfig extends ListenerConfig {
+  readonly authservId: string;
+  readonly maxSignatures: number;
+  readonly allowSha1: boolean;
+  readonly allowShortKeys: boolean;
+}
+
+export interface DnsConfig {
+  readonly servers: readonly string[];
+  readonly timeoutMs: number;
+  /** Bounds on how long answers are cached, and for how long a missing record is remembered. */
+  readonly cacheTtlSeconds: number;
+  readonly negativeTtlSeconds: number;
+  readonly cacheEntries: number;
+}
+
+export interface ProxyConfig {
+  readonly file: string;
+  readonly out: ListenerConfig | undefined;
+  readonly in: InListenerConfig | undefined;
+  readonly dns: DnsConfig;
+  readonly signing: SigningConfig;
+  readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
+  readonly metrics: { readonly listen: HostPort | undefined };
+  readonly workers: number;
+}
