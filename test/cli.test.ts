@@ -1,30 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ROOT } from './helpers/fixtures.js';
+import { cli } from './helpers/cli.js';
 import { startDnsmasq, startSilentDns, type TestDns } from './helpers/dns-server.js';
 import { MESSAGES } from './helpers/messages.js';
 import { dkimpyVerify, mailDkimVerify } from './helpers/peers.js';
-
-const CLI = join(ROOT, 'dist/src/cli/main.js');
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function cli(args: string[], input?: string | Buffer): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [CLI, ...args], { timeout: 30_000, encoding: 'latin1' }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-    child.stdin!.end(input ?? '');
-  });
-}
 
 /** Turns keygen's zone line back into the TXT value (strings joined). */
 function recordFromZoneLine(line: string): string {

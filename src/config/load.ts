@@ -386,7 +386,9 @@ function readListener<K extends 'out' | 'in'>(v: Validator, raw: Raw, name: K, k
   }
   const tlsCert = v.string(t, path, 'tls_cert');
   const tlsKey = v.string(t, path, 'tls_key');
-  if ((tlsCert === undefined) !== (tlsKey === undefined)) v.error([...path, tlsCert === undefined ? 'tls_cert' : 'tls_key'], 'tls_cert and tls_key go together');
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    v.error([...path, tlsCert === undefined ? 'tls_key' : 'tls_cert'], `needs ${tlsCert === undefined ? 'tls_cert' : 'tls_key'} too: the certificate and its key go together`);
+  }
   const maxMessageBytes = v.size(t, path, 'max_message_bytes') ?? 50 * 1024 * 1024;
   const base: ListenerConfig = {
     listen: listen ?? { host: '127.0.0.1', port: 0 },

@@ -2,7 +2,7 @@
  * Is a signer's public key published, and does it match the private key?
  * The question behind SignOnlyIfInDNS, TempFailIfNotInDNS and dns-check.
  */
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { keyQueryName, parseKeyRecord } from '../dkim/index.js';
 import type { Signer } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
@@ -12,7 +12,7 @@ export type Published =
   | { readonly state: 'mismatch' | 'absent' | 'malformed' | 'revoked'; readonly name: string; readonly detail: string }
   | { readonly state: 'temperror'; readonly name: string; readonly detail: string };
 
-const spki = (k: Parameters<typeof createPublicKey>[0]): Buffer => createPublicKey(k).export({ format: 'der', type: 'spki' });
+const spki = (k: KeyObject): Buffer => (k.type === 'public' ? k : createPublicKey(k)).export({ format: 'der', type: 'spki' });
 
 export async function checkPublished(signer: Signer, lookup: KeyLookup): Promise<Published> {
   const name = keyQueryName({ s: signer.selector, d: signer.domain });

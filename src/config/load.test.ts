@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { generateKeyPairSync } from 'node:crypto';
+import { loadConfig, type LoadResult } from './load.js';
+import { makeConfigDir, type ConfigDir } from '../../test/helpers/config-dir.js';
+
+const dirs: ConfigDir[] = [];
+after(() => dirs.forEach((d) => rmSync(d.dir, { recursive: true, force: true })));
+
+async function load(toml: string, keys: Parameters<typeof makeConfigDir>[1] = []): Promise<LoadResult & { dir: ConfigDir }> {
+  const d = makeConfigDir(toml, keys);
+  dirs.push(d);
+  return { ...(await loadConfig(d.file, { cwd: d.dir, env: {} })), dir: d };
+}
+
+function issues(r: LoadResult): string[] {
+  return r.ok ? [] : r.issues.map((i) => `${i.line ?? '?'}|${i.key}|${i.message}`);
+}
+
+/** Asserts that exactly one issue names `key` at `line` with a matching message. */
+function expectIssue(r: LoadResult, line: number, key: string, message: RegExp): void {
+  assert.equal(r.ok, false, 'expected the config to be refused');
+  const found = issues(r).filter((i) => i.startsWith(`${line}|${key}|`) && message.test(i));
+  assert.equal(found.length, 1, `no issue ${line}|${key}|${message} among:\n${issues(r).join('\n')}`);
+}
+
+describe('config loading', () => {
+  it('loads a minimal config with defaults and the key it needs', async () => {
+    const r = await load('[out]\nlisten = "127.0.0.1:10027"\nrelay = "127.0.0.1:10028"\n\n[domain."Example.COM"]\nselector = "s1"\nsubdomains = true\n', [{ domain: 'example.com', selector: 's1' }]);
+    assert.ok(r.ok, issues(r).join('\n'));
+    const block = r.config.signing.domains.get('example.com')!;
+    assert.equal(block.signer.selector, 's1');
+    assert.equal(block.signer.algorithm, 'rsa-sha256');
+    assert.deepEqual(block.signer.canonicalization, { header: 'relaxed', body: 'relaxed' });
+    assert.equal(block.signer.overSign, true);
+    assert.equal(block.policy, 'SignAlways');
+    assert.equal(block.signer.key.keyType, 'rsa');
+    assert.deepEqual(r.config.out!.allowClients, ['127.0.0.1/32', '::1/128']);
+    assert.equal(r.config.out!.maxMessageBytes, 50 * 1024 * 1024);
+    assert.equal(r.config.in, undefined);
+    assert.ok(Object.isFrozen(r.config) && Object.isFrozen(block.signer));
+  });
+
+  it('reports TOML syntax errors with their line', async () => {
+    const r = await load('[out]\nlisten = "127.0.0.1:1"\nrelay = \n');
+    assert.equal(r.ok, false);
+    assert.match(issues(r)[0]!, /^3\|\|TOML syntax: /);
+  });
+
+  it('names the key and line of every error, all at once', async () => {
+    const r = await load(
+      [
+        '[out]', //                                   1
+        'listen = "127.0.0.1:10027"', //               2
+        'relay = "localhost"', //                      3
+        'max_size = 100', //                           4
+        'allow_clients = ["10.0.0.0/33"]', //          5
+        'max_connections = "many"', //                 6
+        '', //                                         7
+        '[signing]', //                                8
+        'algorithm = "rsa-sha512"', //                 9
+        'additional_signatures = ["espp"]', //         10
+        'algo = "rsa-sha256"', //                      11
+        '', //                                         12
+        '[domain."example.com"]', //                   13
+        'selector = "mail_2024!"', //                  14
+        'canonicalization = "loose"', //               15
+        'expire = "forever"', //                       16
+        'headers = ["To", "Subject"]', //              17
+        'policy = "SignIfInDNS"', //                   18
+        'identity = "@other.example"', //              19
+        '', //                                         20
+        '[signature."esp"]', //                        21
+        'selector = "x"', //                           22
+        '', //                                         23
+        '[dnss]', //                                   24
+        'servers = []', //                             25
+      ].join('\n'),
+    );
+    expectIssue(r, 3, 'out.relay', /expected "host:port"/);
+    expectIssue(r, 4, 'out.max_size', /unknown key "max_size"; did you mean "max_message_bytes"\?/);
+    expectIssue(r, 5, 'out.allow_clients', /CIDR block/);
+    expectIssue(r, 6, 'out.max_connections', /expected a whole number/);
+    expectIssue(r, 9, 'signing.algorithm', /expected one of "rsa-sha256", "ed25519-sha256", "rsa-sha1", got "rsa-sha512"/);
+    expectIssue(r, 10, 'signing.additional_signatures', /no \[signature."espp"\] block/);
+    expectIssue(r, 11, 'signing.algo', /did you mean "algorithm"\?/);
+    expectIssue(r, 14, 'domain."example.com".selector', /expected a DNS label/);
+    expectIssue(r, 15, 'domain."example.com".canonicalization', /got "loose"/);
+    expectIssue(r, 16, 'domain."example.com".expire', /expected a duration/);
+    expectIssue(r, 17, 'domain."example.com".headers', /must include From/);
+    expectIssue(r, 18, 'domain."example.com".policy', /"SignOnlyIfInDNS"/);
+    expectIssue(r, 21, 'signature.esp.domain', /required: the signing domain/);
+    expectIssue(r, 24, 'dnss', /did you mean "dns"\?/);
+  });
+
+  it('requires listen and relay, and refuses a lone tls_cert', async () => {
+    const r = await load('[in]\nauthserv_id = "mx.example.com"\ntls_cert = "/etc/ssl/c.pem"\n');
+    expectIssue(r, 1, 'in.listen', /required/);
+    expectIssue(r, 1, 'in.relay', /required/);
+    expectIssue(r, 3, 'in.tls_cert', /needs tls_key too/);
+  });
+
+  it('refuses rsa-sha1 unless the legacy switch is on, and then warns', async () => {
+    const refused = await load('[domain."example.com"]\nselector = "s1"\nalgorithm = "rsa-sha1"\n', [{ domain: 'example.com', selector: 's1' }]);
+    expectIssue(refused, 3, 'domain."example.com".algorithm', /RFC 8301/);
+    const legacy = await load('[signing]\nlegacy_sha1 = true\n[domain."example.com"]\nselector = "s1"\nalgorithm = "rsa-sha1"\n', [{ domain: 'example.com', selector: 's1' }]);
+    assert.ok(legacy.ok, issues(legacy).join('\n'));
+    assert.ok(legacy.warnings.some((w) => w.key === 'domain."example.com".algorithm'));
+  });
+
+  it('refuses missing, unreadable, malformed, short and mismatched keys, naming the key that points to them', async () => {
+    const missing = await load('[domain."example.com"]\nselector = "s1"\n');
+    expectIssue(missing, 1, 'domain."example.com".key_file', /cannot read key .*keys\/example\.com\/s1\.key: ENOENT/);
+
+    const d = makeConfigDir('[domain."example.com"]\nselector = "s1"\nkey_file = "bad.pem"\n\n[domain."example.org"]\nselector = "ed"\nkey_file = "keys/example.org/ed.key"\n\n[domain."example.net"]\nselector = "short"\nkey_file = "short.pem"\n', [
+      { domain: 'example.org', selector: 'ed', kind: 'ed25519' },
+    ]);
+    dirs.push(d);
+    writeFileSync(join(d.dir, 'bad.pem'), '-----BEGIN PRIVATE KEY-----\nnonsense\n-----END PRIVATE KEY-----\n', { mode: 0o600 });
+    writeFileSync(join(d.dir, 'short.pem'), generateKeyPairSync('rsa', { modulusLength: 512 }).privateKey.export({ format: 'pem', type: 'pkcs1' }), { mode: 0o600 });
+    const r = await loadConfig(d.file, { cwd: d.dir, env: {} });
+    expectIssue(r, 3, 'domain."example.com".key_file', /bad\.pem: cannot parse the PKCS8 key/);
+    expectIssue(r, 5, 'domain."example.org".algorithm', /rsa-sha256 needs an rsa key, but .*ed\.key holds an ed25519 key/);
+    expectIssue(r, 11, 'domain."example.net".key_file', /512 bits; RFC 8301 requires at least 1024/);
+  });
+
+  it('warns about a key others can read, ed25519 alone, l= and an open listener', async () => {
+    const d = makeConfigDir('[out]\nlisten = "0.0.0.0:10027"\nrelay = "127.0.0.1:10028"\nallow_clients = ["0.0.0.0/0"]\n\n[domain."example.com"]\nselector = "ed"\nalgorithm = "ed25519-sha256"\nbody_length = true\n', [
+      { domain: 'example.com', selector: 'ed', kind: 'ed25519' },
+    ]);
+    dirs.push(d);
+    chmodSync(join(d.dir, 'keys', 'example.com', 'ed.key'), 0o644);
+    const r = await loadConfig(d.file, { cwd: d.dir, env: {} });
+    assert.ok(r.ok, issues(r).join('\n'));
+    const w = r.warnings.map((x) => `${x.key}: ${x.message}`);
+    assert.ok(w.some((x) => /^domain."example.com".key_file: .*readable by group or others/.test(x)), w.join('\n'));
+    assert.ok(w.some((x) => /^domain."example.com".algorithm: .*ed25519 only/.test(x)), w.join('\n'));
+    assert.ok(w.some((x) => /^domain."example.com".body_length: /.test(x)), w.join('\n'));
+    assert.ok(w.some((x) => /^out.allow_clients: .*open signing proxy/.test(x)), w.join('\n'));
+  });
+
+  it('reads sizes, durations and Momentum-style header lists', async () => {
+    const r = await load('[out]\nlisten = "[::1]:10027"\nrelay = "127.0.0.1:10028"\nmax_message_bytes = "20M"\nidle_timeout = "2m"\n\n[domain."example.com"]\nselector = "s1"\nexpire = "7d"\nheaders = "From:Subject?:Received+"\n', [{ domain: 'example.com', selector: 's1' }]);
+    assert.ok(r.ok, issues(r).join('\n'));
+    assert.deepEqual(r.config.out!.listen, { host: '::1', port: 10027 });
+    assert.equal(r.config.out!.maxMessageBytes, 20 * 1024 * 1024);
+    assert.equal(r.config.out!.idleTimeoutMs, 120_000);
+    const s = r.config.signing.domains.get('example.com')!.signer;
+    assert.equal(s.expire, 7 * 86400);
+    assert.deepEqual(s.headers, ['From', 'Subject?', 'Received+']);
+  });
+});

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import { rmSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { generateSigningKey, formatKeyRecord, verifyMessage } from '../dkim/index.js';
+import { signMessage } from '../dkim/sign.js';
+import { toSignRequest } from '../policy/signing.js';
+import { loadConfig } from './load.js';
+import { makeConfigDir } from '../../test/helpers/config-dir.js';
+
+const TOKEN = 's.test-token';
+const key = generateSigningKey('rsa-2048');
+let server: Server;
+let addr: string;
+const requests: string[] = [];
+
+before(async () => {
+  // The KV v2 read API: GET /v1/<mount>/data/<path>, token in X-Vault-Token.
+  server = createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    res.setHeader('content-type', 'application/json');
+    if (req.headers['x-vault-token'] !== TOKEN) {
+      res.statusCode = 403;
+      res.end('{"errors":["permission denied"]}');
+    } else if (req.url === '/v1/secret/data/dkim/example.com/s1') {
+      res.end(JSON.stringify({ data: { data: { key: key.pem }, metadata: { version: 3 } } }));
+    } else {
+      res.statusCode = 404;
+      res.end('{"errors":[]}');
+    }
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const a = server.address();
+  assert.ok(a !== null && typeof a === 'object');
+  addr = `http://127.0.0.1:${a.port}`;
+});
+
+after(() => server?.close());
+
+async function load(toml: string, env: Record<string, string>) {
+  const d = makeConfigDir(toml);
+  try {
+    return await loadConfig(d.file, { cwd: d.dir, env });
+  } finally {
+    rmSync(d.dir, { recursive: true, force: true });
+  }
+}
+
+describe('keys from HashiCorp Vault (KV v2)', () => {
+  it('loads the key for d= and s= from <mount>/data/<prefix><d>/<s>, and it signs', async () => {
+    const r = await load(`[signing]\nvault_addr = "${addr}"\nvault_mount = "secret"\nvault_path_prefix = "dkim/"\n[domain."example.com"]\nselector = "s1"\n`, { VAULT_TOKEN: TOKEN });
+    assert.ok(r.ok, r.ok ? '' : r.issues.map((i) => i.message).join('\n'));
+    assert.ok(requests.includes('GET /v1/secret/data/dkim/example.com/s1'));
+    const signer = r.config.signing.domains.get('example.com')!.signer;
+    assert.equal(signer.keySource, 'vault:secret/dkim/example.com/s1');
+    const message = Buffer.from('From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n');
+    const signed = Buffer.concat([Buffer.from(signMessage(message, [toSignRequest(signer)], 1000).join(''), 'latin1'), message]);
+    const outcomes = await verifyMessage(signed, async () => ({ kind: 'found', records: [formatKeyRecord(key.key)] }), 1000);
+    assert.deepEqual(outcomes.map((o) => o.result), ['pass']);
+  });
+
+  it('names the secret and the reason when Vault says no', async () => {
+    const toml = (selector: string) => `[signing]\nvault_addr = "${addr}"\nvault_mount = "secret"\nvault_path_prefix = "dkim/"\n[domain."example.com"]\nselector = "${selector}"\n`;
+    const denied = await load(toml('s1'), { VAULT_TOKEN: 'wrong' });
+    assert.ok(!denied.ok);
+    assert.match(denied.issues[0]!.message, /vault:secret\/dkim\/example\.com\/s1: Vault refused the token \(403\)/);
+    assert.equal(denied.issues[0]!.key, 'domain."example.com".selector');
+    const missing = await load(toml('s2'), { VAULT_TOKEN: TOKEN });
+    assert.ok(!missing.ok);
+    assert.match(missing.issues[0]!.message, /vault:secret\/dkim\/example\.com\/s2: no such secret/);
+  });
+
+  it('says when Vault cannot be reached or no token is given', async () => {
+    const closed = createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const port = (closed.address() as { port: number }).port;
+    closed.close();
+    await once(closed, 'close');
+    const down = await load(`[signing]\nvault_addr = "http://127.0.0.1:${port}"\nvault_mount = "secret"\n[domain."example.com"]\nselector = "s1"\n`, { VAULT_TOKEN: TOKEN });
+    assert.ok(!down.ok);
+    assert.match(down.issues[0]!.message, /cannot reach Vault at http:\/\/127\.0\.0\.1:\d+/);
+    const noToken = await load(`[signing]\nvault_addr = "${addr}"\nvault_mount = "secret"\n[domain."example.com"]\nselector = "s1"\n`, {});
+    assert.ok(!noToken.ok);
+    assert.equal(noToken.issues[0]!.key, 'signing.vault_token_file');
+  });
+});

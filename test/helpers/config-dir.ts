@@ -1,0 +1,26 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatKeyRecord, generateSigningKey, type KeyKind } from '../../src/dkim/index.js';
+
+export interface ConfigDir {
+  readonly dir: string;
+  readonly file: string;
+  /** TXT records for every key made, by DNS name. */
+  readonly records: Map<string, string[]>;
+}
+
+/** A temp directory with a config file and freshly made keys at keys/<d>/<s>.key. */
+export function makeConfigDir(toml: string, keys: readonly { domain: string; selector: string; kind?: KeyKind }[] = []): ConfigDir {
+  const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-config-'));
+  const records = new Map<string, string[]>();
+  for (const k of keys) {
+    const { pem, key } = generateSigningKey(k.kind ?? 'rsa-2048');
+    mkdirSync(join(dir, 'keys', k.domain), { recursive: true });
+    writeFileSync(join(dir, 'keys', k.domain, `${k.selector}.key`), pem, { mode: 0o600 });
+    records.set(`${k.selector}._domainkey.${k.domain}`, [formatKeyRecord(key)]);
+  }
+  const file = join(dir, 'dkim-proxy.toml');
+  writeFileSync(file, toml);
+  return { dir, file, records };
+}

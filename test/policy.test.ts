@@ -1,0 +1,171 @@
+/**
+ * Signing policy: which signatures a message gets. The DNS-checked policies
+ * run against a real DNS server (dnsmasq) on loopback, and a silent one for
+ * timeouts.
+ */
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { formatKeyRecord, generateSigningKey } from '../src/dkim/index.js';
+import { loadConfig } from '../src/config/load.js';
+import type { ProxyConfig } from '../src/config/types.js';
+import { createKeyLookup } from '../src/dns/resolver.js';
+import { planSignatures, type SigningPlan } from '../src/policy/signing.js';
+import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
+import { startDnsmasq, startSilentDns, type TestDns } from './helpers/dns-server.js';
+
+const TOML = `
+[signing]
+additional_signatures = ["esp", "fallback"]
+
+[domain."exact.example"]
+selector = "s1"
+
+[domain."parent.example"]
+selector = "s1"
+subdomains = true
+
+[domain."flat.example"]
+selector = "s1"
+subdomains = false
+additional_signatures = []
+
+[domain."published.example"]
+selector = "s1"
+policy = "SignOnlyIfInDNS"
+
+[domain."strict.example"]
+selector = "s1"
+policy = "TempFailIfNotInDNS"
+
+[domain."absent.example"]
+selector = "s1"
+policy = "SignOnlyIfInDNS"
+
+[domain."absent-strict.example"]
+selector = "s1"
+policy = "TempFailIfNotInDNS"
+
+[domain."mismatch.example"]
+selector = "s1"
+policy = "SignOnlyIfInDNS"
+
+[domain."mismatch-strict.example"]
+selector = "s1"
+policy = "TempFailIfNotInDNS"
+
+[signature."esp"]
+domain = "esp.example"
+selector = "esp1"
+policy = "Always"
+
+[signature."fallback"]
+domain = "fallback.example"
+selector = "fb1"
+algorithm = "ed25519-sha256"
+policy = "OnlyIfMissingDomainBlock"
+`;
+
+const DOMAINS = ['exact.example', 'parent.example', 'flat.example', 'published.example', 'strict.example', 'absent.example', 'absent-strict.example', 'mismatch.example', 'mismatch-strict.example'];
+
+let dir: ConfigDir;
+let config: ProxyConfig;
+let dns: TestDns;
+let silent: TestDns;
+
+before(async () => {
+  dir = makeConfigDir(TOML, [
+    ...DOMAINS.map((domain) => ({ domain, selector: 's1' })),
+    { domain: 'esp.example', selector: 'esp1' },
+    { domain: 'fallback.example', selector: 'fb1', kind: 'ed25519' as const },
+  ]);
+  const r = await loadConfig(dir.file, { cwd: dir.dir, env: {} });
+  assert.ok(r.ok, r.ok ? '' : r.issues.map((i) => i.message).join('\n'));
+  config = r.config;
+  // Published: the right keys for published/strict, someone else's key for the mismatch domains, nothing for absent.
+  const stranger = formatKeyRecord(generateSigningKey('rsa-2048').key);
+  const zone = new Map<string, string[]>();
+  for (const d of ['published.example', 'strict.example']) zone.set(`s1._domainkey.${d}`, dir.records.get(`s1._domainkey.${d}`)!);
+  for (const d of ['mismatch.example', 'mismatch-strict.example']) zone.set(`s1._domainkey.${d}`, [stranger]);
+  dns = await startDnsmasq(zone, DOMAINS);
+  silent = await startSilentDns();
+});
+
+after(async () => {
+  await dns?.stop();
+  await silent?.stop();
+  if (dir) rmSync(dir.dir, { recursive: true, force: true });
+});
+
+const lookup = () => createKeyLookup({ servers: [dns.server], timeoutMs: 2000 });
+const summary = (p: SigningPlan): string => (p.kind === 'sign' ? p.signers.map((s) => `${s.domain}/${s.selector}`).join(' + ') : `${p.kind}: ${p.reason}`);
+
+describe('signing policy', () => {
+  it('matches a domain block exactly, and adds the Always signature', async () => {
+    assert.equal(summary(await planSignatures(config.signing, 'exact.example', lookup())), 'exact.example/s1 + esp.example/esp1');
+    // A subdomain of a block without `subdomains` is not covered by it.
+    assert.equal(summary(await planSignatures(config.signing, 'news.exact.example', lookup())), 'esp.example/esp1 + fallback.example/fb1');
+  });
+
+  it('signs subdomains as the parent when the block says so (Momentum base_domain)', async () => {
+    assert.equal(summary(await planSignatures(config.signing, 'news.parent.example', lookup())), 'parent.example/s1 + esp.example/esp1');
+    assert.equal(summary(await planSignatures(config.signing, 'a.b.parent.example', lookup())), 'parent.example/s1 + esp.example/esp1');
+    assert.equal(summary(await planSignatures(config.signing, 'xparent.example', lookup())), 'esp.example/esp1 + fallback.example/fb1');
+  });
+
+  it('uses OnlyIfMissingDomainBlock signatures only when no block signs', async () => {
+    assert.equal(summary(await planSignatures(config.signing, 'unknown.example', lookup())), 'esp.example/esp1 + fallback.example/fb1');
+    assert.equal(summary(await planSignatures(config.signing, 'flat.example', lookup())), 'flat.example/s1');
+  });
+
+  it('SignOnlyIfInDNS signs when the published key matches, and falls back otherwise', async () => {
+    assert.equal(summary(await planSignatures(config.signing, 'published.example', lookup())), 'published.example/s1 + esp.example/esp1');
+    assert.equal(summary(await planSignatures(config.signing, 'absent.example', lookup())), 'esp.example/esp1 + fallback.example/fb1');
+    const mismatch = await planSignatures(config.signing, 'mismatch.example', lookup());
+    assert.equal(summary(mismatch), 'esp.example/esp1 + fallback.example/fb1');
+    assert.ok(mismatch.kind === 'sign' && mismatch.notes.some((n) => /mismatch at s1\._domainkey\.mismatch\.example/.test(n)));
+  });
+
+  it('TempFailIfNotInDNS signs when published and matching, and asks for a retry otherwise', async () => {
+    assert.equal(summary(await planSignatures(config.signing, 'strict.example', lookup())), 'strict.example/s1 + esp.example/esp1');
+    assert.match(summary(await planSignatures(config.signing, 'absent-strict.example', lookup())), /^tempfail: absent-strict\.example: key not published at s1\._domainkey\.absent-strict\.example/);
+    assert.match(summary(await planSignatures(config.signing, 'mismatch-strict.example', lookup())), /^tempfail: mismatch-strict\.example: key not published .*is not the one in/);
+  });
+
+  it('a DNS server that does not answer: TempFailIfNotInDNS retries, SignOnlyIfInDNS falls back, both within the timeout', async () => {
+    const dead = createKeyLookup({ servers: [silent.server], timeoutMs: 300 });
+    const started = Date.now();
+    assert.match(summary(await planSignatures(config.signing, 'strict.example', dead)), /^tempfail: strict\.example: DNS error/);
+    assert.equal(summary(await planSignatures(config.signing, 'published.example', dead)), 'esp.example/esp1 + fallback.example/fb1');
+    assert.ok(Date.now() - started < 3000, 'bounded by the DNS timeout');
+  });
+
+  it('no author domain: only the signatures that do not need one', async () => {
+    assert.equal(summary(await planSignatures(config.signing, null, lookup())), 'esp.example/esp1 + fallback.example/fb1');
+  });
+
+  it('single_signature keeps only the first signature', async () => {
+    const d = makeConfigDir('[signing]\nsingle_signature = true\nadditional_signatures = ["esp"]\n[domain."exact.example"]\nselector = "s1"\n[signature."esp"]\ndomain = "esp.example"\nselector = "esp1"\n', [
+      { domain: 'exact.example', selector: 's1' },
+      { domain: 'esp.example', selector: 'esp1' },
+    ]);
+    try {
+      const r = await loadConfig(d.file, { cwd: d.dir, env: {} });
+      assert.ok(r.ok);
+      assert.equal(summary(await planSignatures(r.config.signing, 'exact.example', lookup())), 'exact.example/s1');
+    } finally {
+      rmSync(d.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('with no rule at all, the plan is unsigned with the reason', async () => {
+    const d = makeConfigDir('[domain."exact.example"]\nselector = "s1"\n', [{ domain: 'exact.example', selector: 's1' }]);
+    try {
+      const r = await loadConfig(d.file, { cwd: d.dir, env: {} });
+      assert.ok(r.ok);
+      assert.equal(summary(await planSignatures(r.config.signing, 'other.example', lookup())), 'unsigned: no [domain] block for other.example');
+    } finally {
+      rmSync(d.dir, { recursive: true, force: true });
+    }
+  });
+});
