@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { checkConfigCommand, CHECK_CONFIG_HELP } from './check-config.js';
 import { dnsCheckCommand, DNS_CHECK_HELP } from './dns-check.js';
 import { keygenCommand, KEYGEN_HELP } from './keygen.js';
+import { runCommand, RUN_HELP } from './run.js';
 import { CliError, EXIT } from './output.js';
 import { signCommand, SIGN_HELP } from './sign.js';
 import { verifyCommand, VERIFY_HELP } from './verify.js';
@@ -11,6 +12,7 @@ import { verifyCommand, VERIFY_HELP } from './verify.js';
 const HELP = `Usage: dkim-proxy <command> [options]
 
 Commands:
+  run           start the proxies configured in [out] and [in]
   sign          sign a message (file or stdin) and print it
   verify        verify a message's DKIM signatures and print Authentication-Results
   keygen        make a signing key and print the DNS record to publish
@@ -21,6 +23,7 @@ Run 'dkim-proxy <command> --help' for a command's options.
 `;
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
+  run: { run: runCommand, help: RUN_HELP },
   sign: { run: signCommand, help: SIGN_HELP },
   verify: { run: verifyCommand, help: VERIFY_HELP },
   keygen: { run: keygenCommand, help: KEYGEN_HELP },

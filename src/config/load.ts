@@ -5,7 +5,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { availableParallelism, hostname } from 'node:os';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { domainToASCII } from 'node:url';
 import TOML from '@iarna/toml';
@@ -44,7 +44,7 @@ export interface LoadOptions {
   readonly skipKeys?: boolean;
 }
 
-const TOP_KEYS = ['out', 'in', 'dns', 'signing', 'domain', 'signature', 'log', 'metrics', 'workers'];
+const TOP_KEYS = ['out', 'in', 'dns', 'signing', 'domain', 'signature', 'log', 'metrics'];
 const SETTINGS_KEYS = ['selector', 'algorithm', 'canonicalization', 'headers', 'over_sign', 'key_file', 'identity', 'expire', 'body_length', 'copy_headers'];
 const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
 const DOMAIN_KEYS = [...SETTINGS_KEYS, 'subdomains', 'policy', 'additional_signatures'];
@@ -69,13 +69,13 @@ export const DEFAULT_SETTINGS: SignatureSettings = {
   copyHeaders: false,
 };
 
-/** `host:port` or `[v6]:port`. */
-export function parseHostPort(text: string): HostPort | null {
+/** `host:port` or `[v6]:port`; port 0 (any free port) only where `anyPort`. */
+export function parseHostPort(text: string, anyPort = false): HostPort | null {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
   if (!m) return null;
   const port = Number(m[2]);
   const host = m[1]!;
-  if (!(port >= 1 && port <= 65535)) return null;
+  if (!((port >= 1 || (anyPort && port === 0)) && port <= 65535)) return null;
   if (isIP(host) === 0 && !/^[A-Za-z0-9.-]+$/.test(host)) return null;
   return { host, port };
 }
@@ -234,7 +234,6 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   const metricsRaw = v.table(raw, [], 'metrics') ?? {};
   v.known(metricsRaw, ['metrics'], ['listen']);
   const metricsListen = readHostPort(v, metricsRaw, ['metrics'], 'listen');
-  const workers = v.integer(raw, [], 'workers', 1, 256) ?? availableParallelism();
   for (const l of [out, inListener]) {
     if (l && l.allowClients.some((c) => c.endsWith('/0'))) warn([l === out ? 'out' : 'in', 'allow_clients'], 'allows every address: an open signing proxy signs spam for anyone');
   }
@@ -295,7 +294,6 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     signing,
     log: Object.freeze({ level: v.oneOf(logRaw, ['log'], 'level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? 'info' }),
     metrics: Object.freeze({ listen: metricsListen }),
-    workers,
   });
   return { ok: true, config, warnings };
 }
@@ -360,10 +358,10 @@ function readSettings(v: Validator, raw: Raw, path: readonly string[], base: Sig
   });
 }
 
-function readHostPort(v: Validator, raw: Raw, path: readonly string[], key: string): HostPort | undefined {
+function readHostPort(v: Validator, raw: Raw, path: readonly string[], key: string, anyPort = false): HostPort | undefined {
   const text = v.string(raw, path, key);
   if (text === undefined) return undefined;
-  const hp = parseHostPort(text);
+  const hp = parseHostPort(text, anyPort);
   if (hp === null) v.error([...path, key], `expected "host:port" (IPv6 as "[::1]:port"), got "${text}"`);
   return hp ?? undefined;
 }
@@ -373,7 +371,7 @@ function readListener<K extends 'out' | 'in'>(v: Validator, raw: Raw, name: K, k
   if (t === undefined) return undefined;
   const path = [name];
   v.known(t, path, keys);
-  const listen = readHostPort(v, t, path, 'listen');
+  const listen = readHostPort(v, t, path, 'listen', true);
   const relay = readHostPort(v, t, path, 'relay');
   if (t['listen'] === undefined) v.error([...path, 'listen'], 'required: the address to listen on, e.g. "127.0.0.1:10027"');
   if (t['relay'] === undefined) v.error([...path, 'relay'], 'required: the next hop, e.g. "127.0.0.1:10028"');

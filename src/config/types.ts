@@ -104,5 +104,4 @@ export interface ProxyConfig {
   readonly signing: SigningConfig;
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
   readonly metrics: { readonly listen: HostPort | undefined };
-  readonly workers: number;
 }

@@ -1,0 +1,103 @@
+import { parseArgs } from 'node:util';
+import { LiveConfig } from '../config/live.js';
+import type { ProxyConfig } from '../config/types.js';
+import { cachedLookup } from '../dns/cache.js';
+import { createKeyLookup, type KeyLookup } from '../dns/resolver.js';
+import { createLogger } from '../ops/log.js';
+import { createProxy, type ProxyServer } from '../smtp/proxy.js';
+import { DEFAULT_CONFIG, formatIssue } from './config.js';
+import { CliError, EXIT } from './output.js';
+
+export const RUN_HELP = `Usage: dkim-proxy run [--config FILE] [--log-level LEVEL]
+
+Starts the listeners configured in [out] (sign and relay) and [in] (verify
+and relay). Logs are JSON lines on stdout.
+
+Signals: SIGTERM or SIGINT stop accepting, finish the transactions in flight
+(up to 30 s), and exit 0. SIGHUP reloads the configuration and keys; a bad
+new configuration is refused with a log line and the old one stays in force.
+
+Options:
+  -c, --config FILE        the configuration (default: ${DEFAULT_CONFIG})
+      --log-level LEVEL    trace, debug, info, warn, error (default: [log] level)
+`;
+
+function lookupFor(config: ProxyConfig): KeyLookup {
+  return cachedLookup(createKeyLookup({ servers: config.dns.servers, timeoutMs: config.dns.timeoutMs }), {
+    ttlSeconds: config.dns.cacheTtlSeconds,
+    negativeTtlSeconds: config.dns.negativeTtlSeconds,
+    maxEntries: config.dns.cacheEntries,
+  });
+}
+
+export async function runCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c', default: DEFAULT_CONFIG },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(RUN_HELP);
+    return EXIT.ok;
+  }
+  const opened = await LiveConfig.open(values.config);
+  for (const w of opened.warnings) process.stderr.write(`${formatIssue(values.config, w, 'warning')}\n`);
+  if (!opened.ok) {
+    throw new CliError(`${opened.issues.map((i) => formatIssue(values.config, i)).join('\n')}\n${values.config}: not started`, EXIT.config);
+  }
+  const live = opened.live;
+  const log = createLogger(values['log-level'] ?? live.config.log.level);
+  let lookup = lookupFor(live.config);
+  const deps = { config: () => live.config, lookup: (name: string) => lookup(name), log };
+
+  const proxies: ProxyServer[] = [];
+  for (const kind of ['out', 'in'] as const) if (live.config[kind]) proxies.push(createProxy(kind, deps));
+  if (proxies.length === 0) throw new CliError(`${values.config}: neither [out] nor [in] is configured: nothing to run`, EXIT.config);
+  for (const p of proxies) {
+    const l = live.config[p.kind]!;
+    try {
+      const at = await p.listen();
+      log.info({ kind: p.kind, listen: `${at.host}:${at.port}`, relay: `${l.relay.host}:${l.relay.port}`, protocol: l.protocol }, 'listening');
+    } catch (err) {
+      for (const q of proxies) await q.close().catch(() => undefined);
+      throw new CliError(`cannot listen on ${l.listen.host}:${l.listen.port} for [${p.kind}]: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, EXIT.tempFail);
+    }
+  }
+
+  live.onChange((config) => {
+    lookup = lookupFor(config);
+  });
+  process.on('SIGHUP', () => {
+    const before = live.config;
+    void live.reload().then((r) => {
+      if (!r.ok) {
+        log.error({ file: values.config, errors: r.issues.map((i) => formatIssue(values.config, i)) }, 'reload refused: the configuration in force is unchanged');
+        return;
+      }
+      for (const kind of ['out', 'in'] as const) {
+        const a = before[kind];
+        const b = r.config[kind];
+        if ((a === undefined) !== (b === undefined) || (a && b && (a.listen.host !== b.listen.host || a.listen.port !== b.listen.port))) {
+          log.warn({ kind }, 'listen address changed: restart dkim-proxy for it to take effect');
+        }
+      }
+      log.info({ file: values.config, domains: r.config.signing.domains.size }, 'configuration and keys reloaded');
+    });
+  });
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info({ signal }, 'stopping: no new connections, finishing transactions in flight');
+      void Promise.all(proxies.map((p) => p.close())).then(() => {
+        log.info('stopped');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return EXIT.ok;
+}

@@ -1,0 +1,336 @@
+/**
+ * The SMTP client that talks to the next hop.
+ *
+ * Our own rather than nodemailer's SMTPConnection because the proxy needs
+ * what that one does not give: XFORWARD (so Postfix logs keep the original
+ * client), every reply exactly as the next hop sent it (one per RCPT, so a
+ * refused recipient is refused to our client with the same code), commands
+ * issued one at a time as our client issues them, and message bytes written
+ * as they are (only dot-stuffed), never re-encoded.
+ */
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+
+export interface Reply {
+  readonly code: number;
+  /** RFC 3463 code when the next hop gave one (`4.2.1`). */
+  readonly enhanced: string | undefined;
+  /** Text of every line, enhanced code removed. */
+  readonly lines: readonly string[];
+}
+
+export const replyText = (r: Reply): string => r.lines.join(' ');
+export const isPositive = (r: Reply): boolean => r.code >= 200 && r.code < 400;
+
+/** The next hop could not be reached, stopped answering or broke the protocol. */
+export class RelayError extends Error {
+  override name = 'RelayError';
+  readonly kind: 'connect' | 'timeout' | 'closed' | 'protocol' | 'tls';
+  constructor(kind: RelayError['kind'], message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.kind = kind;
+  }
+}
+
+export interface NextHopOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Our name in EHLO/LHLO. */
+  readonly name: string;
+  /** Per command (and for connecting). */
+  readonly timeoutMs: number;
+  readonly lmtp?: boolean;
+  readonly tls?: 'off' | 'opportunistic' | 'required';
+}
+
+const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)/;
+
+export class NextHop {
+  private socket: Socket | TLSSocket;
+  private readonly options: NextHopOptions;
+  private buffer = '';
+  private lines: string[] = [];
+  private waiter: { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | undefined;
+  private failure: RelayError | undefined;
+  /** EHLO keywords, upper case (`PIPELINING`, `XFORWARD`, `SIZE`...). */
+  readonly extensions = new Map<string, string>();
+  greeting: Reply | undefined;
+
+  private constructor(socket: Socket, options: NextHopOptions) {
+    this.socket = socket;
+    this.options = options;
+    this.attach(socket);
+  }
+
+  /** Connects, reads the greeting and says EHLO (LHLO), with STARTTLS as configured. */
+  static async open(options: NextHopOptions): Promise<NextHop> {
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect({ host: options.host, port: options.port });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new RelayError('timeout', `no connection to ${options.host}:${options.port} within ${options.timeoutMs} ms`));
+      }, options.timeoutMs);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        resolve(s);
+      });
+      s.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new RelayError('connect', `cannot connect to ${options.host}:${options.port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }));
+      });
+    });
+    const hop = new NextHop(socket, options);
+    try {
+      hop.greeting = await hop.read();
+      if (hop.greeting.code !== 220) throw new RelayError('protocol', `next hop greeted with ${hop.greeting.code} ${replyText(hop.greeting)}`);
+      await hop.hello();
+      const tls = options.tls ?? 'off';
+      if (tls !== 'off' && hop.extensions.has('STARTTLS')) {
+        await hop.startTls();
+        await hop.hello();
+      } else if (tls === 'required') {
+        throw new RelayError('tls', `the next hop at ${options.host}:${options.port} does not offer STARTTLS, and relay_tls = "required"`);
+      }
+      return hop;
+    } catch (err) {
+      hop.close();
+      throw err;
+    }
+  }
+
+  private attach(socket: Socket | TLSSocket): void {
+    // SMTPUTF8: addresses and replies may be UTF-8; commands are written the same way.
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => this.onData(d));
+    socket.on('error', (err) => this.fail(new RelayError('closed', `next hop connection failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err })));
+    socket.on('close', () => this.fail(new RelayError('closed', 'the next hop closed the connection')));
+  }
+
+  private fail(err: RelayError): void {
+    this.failure ??= err;
+    if (this.waiter) {
+      clearTimeout(this.waiter.timer);
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.reject(this.failure);
+    }
+  }
+
+  private onData(data: string): void {
+    this.buffer += data;
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) !== -1) {
+      const line = this.buffer.slice(0, nl).replace(/\r$/, '');
+      this.buffer = this.buffer.slice(nl + 1);
+      this.lines.push(line);
+      // The last line of a reply has a space (or nothing) after the code.
+      if (/^\d{3}(?: |$)/.test(line)) {
+        const lines = this.lines;
+        this.lines = [];
+        this.deliver(parseReply(lines));
+      } else if (!/^\d{3}-/.test(line)) {
+        this.fail(new RelayError('protocol', `next hop sent a malformed reply line: ${JSON.stringify(line.slice(0, 80))}`));
+        this.socket.destroy();
+      }
+    }
+  }
+
+  private pending: Reply[] = [];
+
+  private deliver(reply: Reply): void {
+    if (this.waiter) {
+      clearTimeout(this.waiter.timer);
+      const w = this.waiter;
+      this.waiter = undefined;
+      w.resolve(reply);
+    } else {
+      this.pending.push(reply);
+    }
+  }
+
+  /** The next reply, within the command timeout. */
+  private read(): Promise<Reply> {
+    const ready = this.pending.shift();
+    if (ready) return Promise.resolve(ready);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        const err = new RelayError('timeout', `the next hop did not answer within ${this.options.timeoutMs} ms`);
+        this.failure ??= err;
+        this.socket.destroy();
+        reject(err);
+      }, this.options.timeoutMs);
+      this.waiter = { resolve, reject, timer };
+    });
+  }
+
+  /** Sends one command line and returns its reply. */
+  async command(line: string): Promise<Reply> {
+    if (this.failure) throw this.failure;
+    if (/[\r\n]/.test(line)) throw new Error('a command line may not contain CR or LF');
+    this.socket.write(`${line}\r\n`, 'utf8');
+    return this.read();
+  }
+
+  private async hello(): Promise<void> {
+    const verb = this.options.lmtp ? 'LHLO' : 'EHLO';
+    const reply = await this.command(`${verb} ${this.options.name}`);
+    if (reply.code !== 250) throw new RelayError('protocol', `next hop refused ${verb}: ${reply.code} ${replyText(reply)}`);
+    this.extensions.clear();
+    for (const l of reply.lines.slice(1)) {
+      const [keyword = '', ...rest] = l.trim().split(/\s+/);
+      this.extensions.set(keyword.toUpperCase(), rest.join(' '));
+    }
+  }
+
+  private async startTls(): Promise<void> {
+    const reply = await this.command('STARTTLS');
+    if (reply.code !== 220) {
+      if (this.options.tls === 'required') throw new RelayError('tls', `next hop refused STARTTLS: ${reply.code} ${replyText(reply)}`);
+      return;
+    }
+    const plain = this.socket as Socket;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('close');
+    plain.removeAllListeners('error');
+    const secure = await new Promise<TLSSocket>((resolve, reject) => {
+      // Opportunistic TLS to a next hop on our own host or network: encryption
+      // without authentication, as Postfix's "may" level does.
+      const s = tlsConnect({ socket: plain, servername: this.options.host, rejectUnauthorized: false });
+      s.once('secureConnect', () => resolve(s));
+      s.once('error', (err) => reject(new RelayError('tls', `TLS with the next hop failed: ${err.message}`, { cause: err })));
+    });
+    this.socket = secure;
+    this.attach(secure);
+  }
+
+  /** Passes the original client's attributes on, if the next hop takes XFORWARD. */
+  async xforward(attributes: ReadonlyMap<string, string>): Promise<Reply | undefined> {
+    const offered = this.extensions.get('XFORWARD');
+    if (offered === undefined || attributes.size === 0) return undefined;
+    const allowed = new Set(offered.toUpperCase().split(/\s+/));
+    const parts = [...attributes].filter(([k]) => allowed.has(k)).map(([k, v]) => `${k}=${xtext(v)}`);
+    let last: Reply | undefined;
+    // Postfix takes at most 512 octets a command: send in as many as needed.
+    let line = 'XFORWARD';
+    for (const p of parts) {
+      if (line.length + p.length + 1 > 500 && line !== 'XFORWARD') {
+        last = await this.command(line);
+        line = 'XFORWARD';
+      }
+      line += ` ${p}`;
+    }
+    if (line !== 'XFORWARD') last = await this.command(line);
+    return last;
+  }
+
+  /**
+   * DATA: sends the message (CRLF line ends) dot-stuffed, ends it, and returns
+   * the reply, or one reply per accepted recipient for LMTP.
+   */
+  async data(message: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, recipients: number): Promise<Reply[]> {
+    const go = await this.command('DATA');
+    if (go.code !== 354) return [go];
+    const stuffer = new DotStuffer();
+    for await (const chunk of message as AsyncIterable<Uint8Array>) {
+      if (this.failure) throw this.failure;
+      const out = stuffer.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      if (!this.socket.write(out)) await waitDrain(this.socket, () => this.failure);
+    }
+    if (this.failure) throw this.failure;
+    this.socket.write(stuffer.end());
+    const replies: Reply[] = [await this.read()];
+    if (this.options.lmtp) for (let k = 1; k < recipients; k++) replies.push(await this.read());
+    return replies;
+  }
+
+  async quit(): Promise<void> {
+    if (this.failure) {
+      this.close();
+      return;
+    }
+    try {
+      await this.command('QUIT');
+    } catch {
+      // the connection is going away either way
+    } finally {
+      this.close();
+    }
+  }
+
+  close(): void {
+    this.failure ??= new RelayError('closed', 'connection closed by us');
+    this.socket.destroy();
+  }
+
+  get broken(): boolean {
+    return this.failure !== undefined;
+  }
+}
+
+function waitDrain(socket: Socket, failed: () => Error | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      const f = failed();
+      if (f) reject(f);
+      else resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
+
+export function parseReply(lines: readonly string[]): Reply {
+  const code = Number(lines[lines.length - 1]!.slice(0, 3));
+  let enhanced: string | undefined;
+  const text = lines.map((l) => {
+    const rest = l.slice(4);
+    const m = ENHANCED.exec(rest);
+    if (m) {
+      enhanced ??= m[1];
+      return rest.slice(m[0].length);
+    }
+    return rest;
+  });
+  return { code, enhanced, lines: text };
+}
+
+/** RFC 3461 xtext, as XFORWARD values need. */
+function xtext(value: string): string {
+  return value.replace(/[^\x21-\x2a\x2c-\x3c\x3e-\x7e]/g, (c) => `+${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+/** RFC 5321 §4.5.2: a line starting with "." gets another; the end is CRLF "." CRLF. */
+export class DotStuffer {
+  private atLineStart = true;
+  private lastTwo = '\r\n';
+
+  push(chunk: Buffer): Buffer {
+    if (chunk.length === 0) return chunk;
+    const parts: Buffer[] = [];
+    let from = 0;
+    if (this.atLineStart && chunk[0] === 0x2e) {
+      parts.push(DOT);
+    }
+    let at = chunk.indexOf('\n.', 0, 'latin1');
+    while (at !== -1) {
+      parts.push(chunk.subarray(from, at + 1), DOT);
+      from = at + 1;
+      at = chunk.indexOf('\n.', at + 1, 'latin1');
+    }
+    this.atLineStart = chunk[chunk.length - 1] === 0x0a;
+    this.lastTwo = (this.lastTwo + chunk.subarray(Math.max(0, chunk.length - 2)).toString('latin1')).slice(-2);
+    if (parts.length === 0) return chunk;
+    parts.push(chunk.subarray(from));
+    return Buffer.concat(parts);
+  }
+
+  end(): Buffer {
+    return Buffer.from(this.lastTwo === '\r\n' ? '.\r\n' : '\r\n.\r\n', 'latin1');
+  }
+}
+
+const DOT = Buffer.from('.');

@@ -1,0 +1,334 @@
+/**
+ * The two proxies on smtp-server. Each client session gets its own next-hop
+ * connection and every command is passed on as the client sends it, so the
+ * replies to MAIL, RCPT and DATA are the next hop's own (never 250 for a
+ * recipient it refused). The message reaches the next hop only once it is
+ * complete and signed (`out`) or verified (`in`); until the next hop accepts
+ * it, the client has nothing but a 4xx or the next hop's refusal.
+ */
+import { BlockList, isIPv4 } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { Logger } from 'pino';
+import {
+  formatAuthenticationResults,
+  MessageSigner,
+  MessageVerifier,
+  parseHeaderBlock,
+  type DkimOutcome,
+  type KeyAnswer,
+} from '../dkim/index.js';
+import type { InListenerConfig, ListenerConfig, ProxyConfig } from '../config/types.js';
+import type { KeyLookup } from '../dns/resolver.js';
+import { authorDomain } from '../policy/author.js';
+import { planSignatures, toSignRequest } from '../policy/signing.js';
+import { isPositive, NextHop, replyText, type Reply } from '../relay/client.js';
+import { receive, type BodyHandler } from './receive.js';
+import { fromReply, ReplyError, toReply } from './replies.js';
+
+export type ProxyKind = 'out' | 'in';
+
+export interface ProxyDeps {
+  /** The config in force; read at each transaction, so a reload applies to the next one. */
+  readonly config: () => ProxyConfig;
+  readonly lookup: KeyLookup;
+  readonly log: Logger;
+  readonly now?: () => number;
+}
+
+interface SessionState {
+  hop: NextHop | undefined;
+  /** MAIL was sent to the next hop and no DATA finished yet: RSET before the next MAIL. */
+  open: boolean;
+  accepted: string[];
+}
+
+const CRLF = Buffer.from('\r\n');
+
+function listenerOf(config: ProxyConfig, kind: ProxyKind): ListenerConfig {
+  const l = kind === 'out' ? config.out : config.in;
+  if (!l) throw new Error(`no [${kind}] listener configured`);
+  return l;
+}
+
+function allowList(cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const [addr, prefix] = c.split('/') as [string, string];
+    list.addSubnet(addr, Number(prefix), isIPv4(addr) ? 'ipv4' : 'ipv6');
+  }
+  return list;
+}
+
+function clientAllowed(list: BlockList, address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  const addr = mapped ? mapped[1]! : address;
+  return list.check(addr, isIPv4(addr) ? 'ipv4' : 'ipv6');
+}
+
+/** MAIL/RCPT parameters, passed on where the next hop supports them. */
+function params(args: SMTPServerAddress['args'], hop: NextHop, allowed: Record<string, string>): string {
+  if (!args || typeof args !== 'object') return '';
+  const out: string[] = [];
+  for (const [key, value] of Object.entries(args as Record<string, string | boolean>)) {
+    const k = key.toUpperCase();
+    const needs = allowed[k];
+    if (needs === undefined || !hop.extensions.has(needs)) continue;
+    // We add a header: give SIZE room for it, so a next hop at its limit does not refuse what we grew.
+    const v = k === 'SIZE' && typeof value === 'string' ? String(Number(value) + 8192) : value;
+    out.push(v === true ? k : `${k}=${v}`);
+  }
+  return out.length ? ` ${out.join(' ')}` : '';
+}
+
+const MAIL_PARAMS = { SIZE: 'SIZE', BODY: '8BITMIME', SMTPUTF8: 'SMTPUTF8', RET: 'DSN', ENVID: 'DSN' };
+const RCPT_PARAMS = { NOTIFY: 'DSN', ORCPT: 'DSN' };
+
+/** Removes Authentication-Results fields that claim our authserv-id: forged upstream (RFC 8601 §5). */
+export function stripForgedResults(headerBlock: Buffer, authservId: string): { block: Buffer; removed: number } {
+  const fields = parseHeaderBlock(headerBlock.toString('latin1'));
+  const ours = authservId.toLowerCase();
+  const keep = fields.filter((f) => {
+    if (f.key !== 'authentication-results') return true;
+    const value = f.raw.slice(f.raw.indexOf(':') + 1).replace(/\([^)]*\)/g, ' ');
+    const id = /^\s*([^\s;]+)/.exec(value)?.[1]?.toLowerCase();
+    return id !== ours;
+  });
+  if (keep.length === fields.length) return { block: headerBlock, removed: 0 };
+  return { block: Buffer.from(keep.map((f) => f.raw).join(''), 'latin1'), removed: fields.length - keep.length };
+}
+
+export interface ProxyServer {
+  readonly kind: ProxyKind;
+  listen(): Promise<{ host: string; port: number }>;
+  /** Stops accepting; resolves once open connections are done (or after the grace time). */
+  close(): Promise<void>;
+  readonly server: SMTPServer;
+}
+
+export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
+  const initial = listenerOf(deps.config(), kind);
+  const sessions = new Map<string, SessionState>();
+  const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
+  let allow = { cidrs: initial.allowClients, list: allowList(initial.allowClients) };
+  const allowed = (address: string): boolean => {
+    const current = listenerOf(deps.config(), kind).allowClients;
+    if (current !== allow.cidrs) allow = { cidrs: current, list: allowList(current) };
+    return clientAllowed(allow.list, address);
+  };
+
+  const state = (session: SMTPServerSession): SessionState => {
+    let s = sessions.get(session.id);
+    if (!s) {
+      s = { hop: undefined, open: false, accepted: [] };
+      sessions.set(session.id, s);
+    }
+    return s;
+  };
+
+  async function hopFor(session: SMTPServerSession): Promise<NextHop> {
+    const s = state(session);
+    if (s.hop && !s.hop.broken) return s.hop;
+    const l = listenerOf(deps.config(), kind);
+    s.hop = await NextHop.open({ host: l.relay.host, port: l.relay.port, name: l.hostname, timeoutMs: l.relayTimeoutMs, tls: l.relayTls });
+    s.open = false;
+    return s.hop;
+  }
+
+  const server = new SMTPServer({
+    name: initial.hostname,
+    banner: `dkim-proxy ${kind}`,
+    lmtp: initial.protocol === 'lmtp',
+    size: initial.maxMessageBytes,
+    maxClients: initial.maxConnections,
+    socketTimeout: initial.idleTimeoutMs,
+    closeTimeout: 30_000,
+    hideENHANCEDSTATUSCODES: false,
+    hide8BITMIME: false,
+    hideSMTPUTF8: false,
+    hidePIPELINING: false,
+    useXForward: true,
+    authOptional: true,
+    disabledCommands: initial.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    ...(initial.tls ? { key: readFileSync(initial.tls.key), cert: readFileSync(initial.tls.cert) } : {}),
+    logger: false,
+
+    onConnect(session, callback) {
+      // The socket's own address: XFORWARD later rewrites session.remoteAddress.
+      if (!allowed(session.remoteAddress)) {
+        deps.log.warn({ kind, client: session.remoteAddress }, 'client refused: not in allow_clients');
+        callback(new ReplyError(554, `Access denied: ${session.remoteAddress} may not use this ${kind === 'out' ? 'signing' : 'verifying'} proxy`));
+        return;
+      }
+      callback();
+    },
+
+    onMailFrom(address, session, callback) {
+      void (async () => {
+        const hop = await hopFor(session);
+        const s = state(session);
+        if (s.open) {
+          await hop.command('RSET');
+          s.open = false;
+        }
+        s.accepted = [];
+        const xf = new Map([...((session as { xForward?: Map<string, string> }).xForward ?? new Map<string, string>())].filter(([k]) => !k.includes(':')));
+        await hop.xforward(xf);
+        const reply = await hop.command(`MAIL FROM:<${address.address}>${params(address.args, hop, MAIL_PARAMS)}`);
+        if (!isPositive(reply)) throw fromReply(reply);
+        s.open = true;
+      })().then(
+        () => callback(),
+        (err: unknown) => callback(toReply(err)),
+      );
+    },
+
+    onRcptTo(address, session, callback) {
+      void (async () => {
+        const hop = await hopFor(session);
+        const reply = await hop.command(`RCPT TO:<${address.address}>${params(address.args, hop, RCPT_PARAMS)}`);
+        if (!isPositive(reply)) throw fromReply(reply);
+        state(session).accepted.push(address.address);
+      })().then(
+        () => callback(),
+        (err: unknown) => callback(toReply(err)),
+      );
+    },
+
+    onData(stream, session, callback) {
+      transaction(stream, session).then(
+        (result) => callback(null, result),
+        (err: unknown) => callback(toReply(err)),
+      );
+    },
+
+    onClose(session) {
+      const s = sessions.get(session.id);
+      sessions.delete(session.id);
+      if (s?.hop) void s.hop.quit();
+    },
+  });
+  server.on('error', (err) => deps.log.error({ kind, err }, 'listener error'));
+
+  /** One message: receive, sign or verify, relay; the result is what smtp-server replies. */
+  async function transaction(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string | (string | Error)[]> {
+    const started = process.hrtime.bigint();
+    const config = deps.config();
+    const l = listenerOf(config, kind);
+    const s = state(session);
+    const logBase = { kind, cid: session.id, client: session.remoteAddress, from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', rcpt: session.envelope.rcptTo.map((r) => r.address) };
+    let prefix = '';
+    let blockOut: Buffer | undefined;
+    const fields: Record<string, unknown> = {};
+    let outcome: (() => Promise<void>) | undefined;
+
+    const received = await receive(stream, {
+      maxHeaderBytes: l.maxHeaderBytes,
+      maxMessageBytes: l.maxMessageBytes,
+      spoolThresholdBytes: l.spoolThresholdBytes,
+      onHeaders: async (headerBlock): Promise<BodyHandler> => {
+        const headers = headerBlock.toString('latin1');
+        const parsed = parseHeaderBlock(headers);
+        fields['messageId'] = parsed.find((f) => f.key === 'message-id')?.raw.slice(11).trim();
+        if (kind === 'out') {
+          const author = authorDomain(parsed);
+          fields['authorDomain'] = author.ok ? author.domain : null;
+          const plan = await planSignatures(config.signing, author.ok ? author.domain : null, deps.lookup);
+          if (plan.kind === 'tempfail') throw new ReplyError(451, `Not signed, try again later: ${plan.reason}`);
+          if (plan.kind === 'unsigned') {
+            const reason = author.ok ? plan.reason : author.reason;
+            if (config.signing.unsigned === 'refuse') throw new ReplyError(550, `Refused: no signing rule for this message (${reason})`);
+            fields['unsigned'] = reason;
+            blockOut = headerBlock;
+            return { update: () => {} };
+          }
+          const signer = new MessageSigner(headers, plan.signers.map(toSignRequest));
+          blockOut = headerBlock;
+          outcome = async () => {
+            prefix = signer.finish(now()).join('');
+            fields['signatures'] = plan.signers.map((x) => ({ d: x.domain, s: x.selector, a: x.algorithm }));
+          };
+          return signer;
+        }
+        const inConfig = l as InListenerConfig;
+        const verifier = new MessageVerifier(headers, { maxSignatures: inConfig.maxSignatures, allowSha1: inConfig.allowSha1, allowShortKeys: inConfig.allowShortKeys });
+        const stripped = stripForgedResults(headerBlock, inConfig.authservId);
+        if (stripped.removed > 0) fields['forgedResultsRemoved'] = stripped.removed;
+        blockOut = stripped.block;
+        outcome = async () => {
+          const names = verifier.keyQueries();
+          const answers = await Promise.all(names.map(async (n) => [n, await deps.lookup(n)] as [string, KeyAnswer]));
+          const outcomes: DkimOutcome[] = verifier.finish(new Map(answers), now());
+          prefix = formatAuthenticationResults(inConfig.authservId, outcomes);
+          fields['results'] = outcomes.map((o) => ({ result: o.result, d: o.sig.d, s: o.sig.s, a: o.sig.a, ...('reason' in o ? { reason: o.reason } : {}) }));
+        };
+        return verifier;
+      },
+    }).catch(async (err: unknown) => {
+      // Nothing was relayed: close the next hop's half-open transaction.
+      if (s.hop && !s.hop.broken && s.open) await s.hop.command('RSET').catch(() => undefined);
+      s.open = false;
+      throw err;
+    });
+
+    if (received.kind !== 'ok') {
+      if (s.hop && !s.hop.broken) await s.hop.command('RSET').catch(() => undefined);
+      s.open = false;
+      deps.log.info({ ...logBase, bytes: received.bytes, refused: received.kind }, 'message refused');
+      throw received.kind === 'too-large'
+        ? new ReplyError(552, `Message exceeds the size limit of ${l.maxMessageBytes} bytes`)
+        : new ReplyError(552, `Header block exceeds the limit of ${l.maxHeaderBytes} bytes`);
+    }
+
+    try {
+      if (outcome) await outcome();
+      const hop = s.hop;
+      if (!hop || hop.broken) throw new ReplyError(451, 'Next hop connection lost before DATA; try again later');
+      const body = await received.spool.reader();
+      const parts = (async function* () {
+        if (prefix) yield Buffer.from(prefix, 'latin1');
+        yield blockOut!;
+        yield CRLF;
+        yield* body as AsyncIterable<Buffer> | Iterable<Buffer>;
+      })();
+      let replies: Reply[];
+      try {
+        replies = await hop.data(parts, s.accepted.length);
+      } catch (err) {
+        hop.close();
+        throw err;
+      }
+      s.open = false;
+      const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
+      deps.log.info({ ...logBase, ...fields, bytes: received.bytes, relay: replies.map((r) => `${r.code} ${replyText(r)}`), latencyMs: Math.round(latencyMs * 10) / 10 }, 'message relayed');
+      if (l.protocol === 'lmtp') {
+        const perRecipient = session.envelope.rcptTo.map((_, k) => replies[Math.min(k, replies.length - 1)]!);
+        return perRecipient.map((r) => (isPositive(r) ? replyText(r) : fromReply(r)));
+      }
+      const reply = replies[0]!;
+      if (!isPositive(reply)) throw fromReply(reply);
+      return replyText(reply);
+    } catch (err) {
+      deps.log.warn({ ...logBase, ...fields, bytes: received.bytes, err: err instanceof Error ? err.message : String(err) }, 'message not relayed');
+      throw err;
+    } finally {
+      await received.spool.dispose();
+    }
+  }
+
+  return {
+    kind,
+    server,
+    listen: () =>
+      new Promise((resolve, reject) => {
+        const l = listenerOf(deps.config(), kind);
+        server.once('error', reject);
+        server.listen(l.listen.port, l.listen.host, () => {
+          server.off('error', reject);
+          const a = server.server.address();
+          resolve(typeof a === 'object' && a ? { host: a.address, port: a.port } : { host: l.listen.host, port: l.listen.port });
+        });
+      }),
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * Reading DATA from smtp-server: line ends normalized once (the bytes we hash
+ * are the bytes we relay), the header block buffered up to its limit, the body
+ * streamed to the DKIM handler and the spool, the size limit enforced without
+ * storing what is over it. smtp-server has already removed dot-stuffing.
+ */
+import type { Readable } from 'node:stream';
+import { LineEndNormalizer } from '../dkim/index.js';
+import { Spool } from './spool.js';
+
+export interface BodyHandler {
+  update(chunk: Uint8Array): void;
+}
+
+export interface ReceiveOptions {
+  readonly maxHeaderBytes: number;
+  readonly maxMessageBytes: number;
+  readonly spoolThresholdBytes: number;
+  readonly spoolDir?: string;
+  /** Called once the header block is complete; the body goes to what it returns. */
+  readonly onHeaders: (headerBlock: Buffer) => Promise<BodyHandler>;
+}
+
+export type Received =
+  | { readonly kind: 'ok'; readonly headerBlock: Buffer; readonly spool: Spool; readonly bytes: number }
+  | { readonly kind: 'too-large'; readonly bytes: number }
+  | { readonly kind: 'header-too-large'; readonly bytes: number };
+
+const SEPARATOR = Buffer.from('\r\n\r\n');
+
+/** Reads the whole stream (always, so smtp-server can answer), then says what came. */
+export async function receive(stream: Readable, options: ReceiveOptions): Promise<Received> {
+  const normalizer = new LineEndNormalizer();
+  const spool = new Spool(options.spoolThresholdBytes, options.spoolDir);
+  let head: Buffer[] = [];
+  let headBytes = 0;
+  let headerBlock: Buffer | undefined;
+  let handler: BodyHandler | undefined;
+  let bytes = 0;
+  let failure: 'too-large' | 'header-too-large' | undefined;
+
+  const startBody = async (block: Buffer, rest: Buffer): Promise<void> => {
+    headerBlock = block;
+    head = [];
+    handler = await options.onHeaders(block);
+    if (rest.length > 0) {
+      handler.update(rest);
+      await spool.write(rest);
+    }
+  };
+
+  try {
+    for await (const raw of stream as AsyncIterable<Buffer>) {
+      const chunk = normalizer.push(raw);
+      bytes += chunk.length;
+      if (failure) continue; // drain, so smtp-server can send its reply
+      if (bytes > options.maxMessageBytes) {
+        failure = 'too-large';
+        continue;
+      }
+      if (headerBlock === undefined) {
+        head.push(chunk);
+        headBytes += chunk.length;
+        const joined = head.length === 1 ? chunk : Buffer.concat(head);
+        head = [joined];
+        const at = joined[0] === 0x0d && joined[1] === 0x0a ? -2 : joined.indexOf(SEPARATOR, Math.max(0, headBytes - chunk.length - 3));
+        if (at === -2) {
+          await startBody(Buffer.alloc(0), joined.subarray(2));
+        } else if (at !== -1) {
+          if (at + 2 > options.maxHeaderBytes) failure = 'header-too-large';
+          else await startBody(joined.subarray(0, at + 2), joined.subarray(at + 4));
+        } else if (headBytes > options.maxHeaderBytes) {
+          failure = 'header-too-large';
+        }
+        continue;
+      }
+      handler!.update(chunk);
+      await spool.write(chunk);
+    }
+    if (failure === undefined && headerBlock === undefined) {
+      // No empty line: the whole message is header (RFC 5322 allows an absent body).
+      const all = Buffer.concat(head);
+      await startBody(all.length > 0 && !all.subarray(-2).equals(Buffer.from('\r\n')) ? Buffer.concat([all, Buffer.from('\r\n')]) : all, Buffer.alloc(0));
+    }
+  } catch (err) {
+    await spool.dispose();
+    throw err;
+  }
+  if (failure) {
+    await spool.dispose();
+    return { kind: failure, bytes };
+  }
+  return { kind: 'ok', headerBlock: headerBlock!, spool, bytes };
+}

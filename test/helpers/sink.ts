@@ -1,0 +1,127 @@
+/**
+ * A capturing next hop on 127.0.0.1: an smtp-server that stores what it
+ * accepts, offers XFORWARD, and misbehaves on request (refuse a recipient,
+ * refuse DATA, drop the connection mid-DATA).
+ */
+import { createServer, type Socket } from 'node:net';
+import { SMTPServer } from 'smtp-server';
+
+export interface Captured {
+  readonly from: string;
+  readonly to: string[];
+  readonly data: Buffer;
+  readonly xforward: Record<string, string>;
+  readonly mailParams: Record<string, unknown>;
+}
+
+export interface SinkBehaviour {
+  /** Recipients refused at RCPT with 550. */
+  refuse?: Set<string>;
+  /** Reply to DATA: a code to refuse with. */
+  data?: (message: Buffer, index: number) => number | undefined;
+}
+
+export interface Sink {
+  readonly port: number;
+  readonly messages: Captured[];
+  /** How many DATA transactions started (accepted or not). */
+  dataStarted: number;
+  behaviour: SinkBehaviour;
+  stop(): Promise<void>;
+}
+
+export async function startSink(behaviour: SinkBehaviour = {}): Promise<Sink> {
+  const sink: Sink = { port: 0, messages: [], dataStarted: 0, behaviour, stop: async () => {} };
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    useXForward: true,
+    hideENHANCEDSTATUSCODES: false,
+    logger: false,
+    onRcptTo(address, _session, callback) {
+      if (sink.behaviour.refuse?.has(address.address)) {
+        const err = new Error(`<${address.address}>: Recipient address rejected: User unknown`) as Error & { responseCode: number };
+        err.responseCode = 550;
+        callback(err);
+        return;
+      }
+      callback();
+    },
+    onData(stream, session, callback) {
+      const index = sink.dataStarted++;
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        const data = Buffer.concat(chunks);
+        const act = sink.behaviour.data?.(data, index);
+        if (typeof act === 'number') {
+          const err = new Error(act === 452 ? 'Insufficient system storage' : 'Message refused') as Error & { responseCode: number };
+          err.responseCode = act;
+          callback(err);
+          return;
+        }
+        const xf = (session as unknown as { xForward?: Map<string, string> }).xForward ?? new Map<string, string>();
+        sink.messages.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          to: session.envelope.rcptTo.map((r) => r.address),
+          data,
+          xforward: Object.fromEntries([...xf].filter(([k]) => !k.includes(':'))),
+          mailParams: session.envelope.mailFrom ? { ...(session.envelope.mailFrom.args as Record<string, unknown>) } : {},
+        });
+        callback(null, `Ok: queued as SINK${index}`);
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const addr = server.server.address();
+  (sink as { port: number }).port = typeof addr === 'object' && addr ? addr.port : 0;
+  sink.stop = () => new Promise((resolve) => server.close(() => resolve()));
+  return sink;
+}
+
+/**
+ * A next hop that accepts the envelope and then, once DATA has begun and some
+ * of the message has arrived, closes the connection without a reply.
+ */
+export async function startDroppingHop(): Promise<{ port: number; dataBytes: () => number; stop(): Promise<void> }> {
+  let bytes = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let inData = false;
+    let buffer = '';
+    socket.write('220 dropper ESMTP\r\n');
+    socket.on('data', (d: Buffer) => {
+      if (inData) {
+        bytes += d.length;
+        socket.destroy();
+        return;
+      }
+      buffer += d.toString('latin1');
+      let nl: number;
+      while ((nl = buffer.indexOf('\r\n')) !== -1) {
+        const line = buffer.slice(0, nl).toUpperCase();
+        buffer = buffer.slice(nl + 2);
+        if (line.startsWith('EHLO')) socket.write('250-dropper\r\n250 8BITMIME\r\n');
+        else if (line.startsWith('DATA')) {
+          inData = true;
+          socket.write('354 go ahead\r\n');
+        } else if (line.startsWith('QUIT')) socket.end('221 bye\r\n');
+        else socket.write('250 ok\r\n');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    dataBytes: () => bytes,
+    stop: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

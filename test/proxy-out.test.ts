@@ -1,0 +1,232 @@
+/**
+ * The signing proxy with real sockets on 127.0.0.1: a client (our SMTP client)
+ * → `out` → a capturing sink. Signatures are checked with our verifier and
+ * Mail::DKIM against keys in dnsmasq; every failure path of the issue has a
+ * test, and nothing the client saw refused is ever delivered.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { verifyMessage } from '../src/dkim/index.js';
+import { createKeyLookup } from '../src/dns/resolver.js';
+import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
+import { MESSAGES } from './helpers/messages.js';
+import { mailDkimVerify } from './helpers/peers.js';
+import { client, send, startProxy, type RunningProxy } from './helpers/proxy.js';
+import { startDroppingHop, startSink, type Sink } from './helpers/sink.js';
+import { makeConfigDir } from './helpers/config-dir.js';
+
+const MESSAGE = MESSAGES['plain']!;
+let sink: Sink;
+let dns: TestDns;
+let proxy: RunningProxy;
+let records: Map<string, string[]>;
+
+const toml = (relayPort: number, extra = ''): string => `
+[out]
+listen = "127.0.0.1:0"
+relay = "127.0.0.1:${relayPort}"
+max_message_bytes = "25M"
+spool_threshold = "256K"
+relay_timeout = 5
+${extra}
+
+[dns]
+servers = ["${dns.server}"]
+timeout_ms = 2000
+
+[domain."example.com"]
+selector = "s1"
+`;
+
+before(async () => {
+  // Make the key first, to publish it, then hand the same key dir to the proxy.
+  const probe = makeConfigDir('', [{ domain: 'example.com', selector: 's1' }]);
+  records = probe.records;
+  dns = await startDnsmasq(records, ['example.com']);
+  sink = await startSink();
+  proxy = await startProxy('out', toml(sink.port).replace('selector = "s1"', `selector = "s1"\nkey_file = "${probe.dir}/keys/example.com/s1.key"`));
+});
+
+after(async () => {
+  await proxy?.stop();
+  await sink?.stop();
+  await dns?.stop();
+});
+
+beforeEach(() => {
+  sink.messages.length = 0;
+  sink.dataStarted = 0;
+  sink.behaviour = {};
+});
+
+async function verifyOurs(data: Buffer): Promise<string[]> {
+  const outcomes = await verifyMessage(data, createKeyLookup({ servers: [dns.server], timeoutMs: 2000 }), Math.floor(Date.now() / 1000));
+  return outcomes.map((o) => o.result);
+}
+
+describe('out: sign and relay', () => {
+  it('signs and relays; the next hop\'s reply is the client\'s, and Mail::DKIM verifies it', async () => {
+    const r = await send(proxy.port, 'alice@example.com', ['bob@example.net'], MESSAGE);
+    assert.equal(r.mail.code, 250);
+    assert.deepEqual(r.data!.map((x) => x.code), [250]);
+    assert.match(r.data![0]!.lines.join(' '), /Ok: queued as SINK0/);
+    assert.equal(sink.messages.length, 1);
+    const got = sink.messages[0]!;
+    assert.match(got.data.toString('latin1'), /^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.com; s=s1;/);
+    // Byte-transparent otherwise: the original message follows the signature unchanged.
+    assert.ok(got.data.subarray(got.data.length - MESSAGE.length).equals(Buffer.from(MESSAGE, 'latin1')));
+    assert.deepEqual(await verifyOurs(got.data), ['pass']);
+    const file = join(tmpdir(), `dkim-proxy-out-${process.pid}.eml`);
+    writeFileSync(file, got.data);
+    assert.deepEqual((await mailDkimVerify([file], dns.port)).map((x) => x.result), ['pass']);
+    const line = proxy.logs.find((l) => l['msg'] === 'message relayed')!;
+    assert.deepEqual(line['signatures'], [{ d: 'example.com', s: 's1', a: 'rsa-sha256' }]);
+    assert.equal(line['authorDomain'], 'example.com');
+    assert.ok(!JSON.stringify(proxy.logs).includes('PRIVATE KEY'), 'no key material in logs');
+  });
+
+  it('relays mail from a domain without a block unsigned, and logs why', async () => {
+    const r = await send(proxy.port, 'x@other.example', ['bob@example.net'], MESSAGE.replace('alice@example.com', 'x@other.example'));
+    assert.deepEqual(r.data!.map((x) => x.code), [250]);
+    assert.doesNotMatch(sink.messages[0]!.data.toString('latin1'), /DKIM-Signature/);
+    assert.ok(proxy.logs.some((l) => l['unsigned'] === 'no [domain] block for other.example'));
+  });
+
+  it('refuses one recipient of three exactly as the next hop did, and delivers to the other two', async () => {
+    sink.behaviour = { refuse: new Set(['nobody@example.net']) };
+    const r = await send(proxy.port, 'alice@example.com', ['bob@example.net', 'nobody@example.net', 'carol@example.net'], MESSAGE);
+    assert.deepEqual(r.rcpt.map((x) => x.code), [250, 550, 250]);
+    assert.match(r.rcpt[1]!.lines.join(' '), /<nobody@example\.net>: Recipient address rejected: User unknown/);
+    assert.deepEqual(r.data!.map((x) => x.code), [250]);
+    assert.deepEqual(sink.messages.map((m) => m.to), [['bob@example.net', 'carol@example.net']]);
+  });
+
+  it('passes the next hop\'s 452 at DATA back, and nothing is delivered', async () => {
+    sink.behaviour = { data: () => 452 };
+    const r = await send(proxy.port, 'alice@example.com', ['bob@example.net'], MESSAGE);
+    assert.deepEqual(r.data!.map((x) => x.code), [452]);
+    assert.match(r.data![0]!.lines.join(' '), /Insufficient system storage/);
+    assert.equal(sink.messages.length, 0);
+  });
+
+  it('answers 451 when the next hop drops the connection mid-DATA', async () => {
+    const dropper = await startDroppingHop();
+    const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${dropper.port}"\n`);
+    try {
+      const r = await send(p.port, 'alice@example.com', ['bob@example.net'], MESSAGE + 'y'.repeat(300_000) + '\r\n');
+      assert.equal(r.data![0]!.code, 451);
+      assert.match(r.data![0]!.lines.join(" "), /Next hop failed: .*(closed the connection|ECONNRESET|EPIPE)/);
+      assert.ok(dropper.dataBytes() > 0, 'the drop happened mid-DATA');
+      // The client keeps the message; a retry through a working next hop succeeds.
+      const again = await send(proxy.port, 'alice@example.com', ['bob@example.net'], MESSAGE);
+      assert.deepEqual(again.data!.map((x) => x.code), [250]);
+    } finally {
+      await p.stop();
+      await dropper.stop();
+    }
+  });
+
+  it('answers 552 to a message over the limit and relays nothing', async () => {
+    const huge = MESSAGE + 'z'.repeat(26 * 1024 * 1024) + '\r\n';
+    const r = await send(proxy.port, 'alice@example.com', ['bob@example.net'], huge);
+    assert.equal(r.data![0]!.code, 552);
+    assert.equal(sink.dataStarted, 0);
+  });
+
+  it('normalizes bare LF to CRLF, and signs what it relays', async () => {
+    const lf = MESSAGES['trailing whitespace']!.replace(/\r\n/g, '\n');
+    const r = await send(proxy.port, 'bob@example.net', ['bob@example.net'], lf.replace('bob@example.net', 'bob@example.com').replace('From: Alice Example <alice@example.com>', 'From: alice@example.com'));
+    assert.deepEqual(r.data!.map((x) => x.code), [250]);
+    const text = sink.messages[0]!.data.toString('latin1');
+    assert.ok(!/[^\r]\n/.test(text), 'CRLF throughout');
+    assert.deepEqual(await verifyOurs(sink.messages[0]!.data), ['pass']);
+  });
+
+  it('keeps lines starting with "." (stuffing is undone on the way in, redone on the way out)', async () => {
+    const dotted = MESSAGES['multipart']! + '.\r\n..two\r\n...three\r\n';
+    const r = await send(proxy.port, 'alice@example.com', ['bob@example.net'], dotted);
+    assert.deepEqual(r.data!.map((x) => x.code), [250]);
+    const got = sink.messages[0]!.data;
+    assert.ok(got.subarray(got.length - dotted.length).equals(Buffer.from(dotted, 'latin1')));
+    assert.deepEqual(await verifyOurs(got), ['pass']);
+  });
+
+  it('passes 8-bit and SMTPUTF8 mail through unchanged, with BODY and SMTPUTF8 on MAIL', async () => {
+    const utf8 = Buffer.from(Buffer.from(MESSAGES['8bit utf-8']!, 'latin1').toString('utf8').replace('juergen@example.com', 'jürgen@example.com'), 'utf8');
+    const r = await send(proxy.port, 'jürgen@example.com', ['bob@example.net'], utf8, ' BODY=8BITMIME SMTPUTF8');
+    assert.equal(r.mail.code, 250, r.mail.lines.join(' '));
+    assert.deepEqual(r.data!.map((x) => x.code), [250]);
+    const got = sink.messages[0]!;
+    assert.equal(got.from, 'jürgen@example.com');
+    assert.equal(got.mailParams['BODY'], '8BITMIME');
+    assert.ok(got.data.subarray(got.data.length - utf8.length).equals(utf8));
+    assert.deepEqual(await verifyOurs(got.data), ['pass']);
+  });
+
+  it('passes XFORWARD attributes from the client on to the next hop', async () => {
+    const c = await client(proxy.port);
+    try {
+      const xf = await c.command('XFORWARD NAME=mail.client.example ADDR=192.0.2.7 PROTO=ESMTP HELO=client.example');
+      assert.equal(xf.code, 250);
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      assert.equal((await c.data([Buffer.from(MESSAGE, 'latin1')], 1))[0]!.code, 250);
+    } finally {
+      await c.quit();
+    }
+    assert.deepEqual(sink.messages[0]!.xforward, { NAME: 'mail.client.example', ADDR: '192.0.2.7', PROTO: 'ESMTP', HELO: 'client.example' });
+  });
+
+  it('relays nothing when the client vanishes mid-DATA, and leaves no spool file', async () => {
+    const before = readdirSync(tmpdir()).filter((f) => f.startsWith('dkim-proxy-spool-')).length;
+    const c = await client(proxy.port);
+    await c.command('MAIL FROM:<alice@example.com>');
+    await c.command('RCPT TO:<bob@example.net>');
+    assert.equal((await c.command('DATA')).code, 354);
+    // Half a message, past the spool threshold, then the connection goes away.
+    const sock = (c as unknown as { socket: import('node:net').Socket }).socket;
+    sock.write(Buffer.from(MESSAGE + 'q'.repeat(600_000) + '\r\n', 'latin1'));
+    await new Promise<void>((resolve) => sock.end(resolve));
+    c.close();
+    // Bounded wait for the proxy to notice and clean up (the proxy logs nothing relayed).
+    for (let k = 0; k < 100 && readdirSync(tmpdir()).filter((f) => f.startsWith('dkim-proxy-spool-')).length > before; k++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(readdirSync(tmpdir()).filter((f) => f.startsWith('dkim-proxy-spool-')).length, before);
+    assert.equal(sink.dataStarted, 0);
+  });
+
+  it('streams a 20 MB message through the spool, signs it, and removes the spool file', async () => {
+    const line = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/0123456789\r\n';
+    const body = line.repeat(Math.ceil((20 * 1024 * 1024) / line.length));
+    const r = await send(proxy.port, 'alice@example.com', ['bob@example.net'], MESSAGE + body);
+    assert.deepEqual(r.data!.map((x) => x.code), [250]);
+    assert.ok(sink.messages[0]!.data.length > 20 * 1024 * 1024);
+    assert.deepEqual(await verifyOurs(sink.messages[0]!.data), ['pass']);
+    assert.equal(readdirSync(tmpdir()).filter((f) => f.startsWith('dkim-proxy-spool-')).length, 0);
+  });
+});
+
+describe('out: refusals', () => {
+  it('answers 451 "Next hop is down" when the next hop is unreachable, and nothing is accepted', async () => {
+    const down = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:1"\n`);
+    try {
+      const r = await send(down.port, 'alice@example.com', ['bob@example.net'], MESSAGE);
+      assert.equal(r.mail.code, 451);
+      assert.match(r.mail.lines.join(' '), /Next hop is down .*ECONNREFUSED/);
+      assert.equal(r.data, undefined);
+    } finally {
+      await down.stop();
+    }
+  });
+
+  it('refuses a client outside allow_clients at connect with 554', async () => {
+    const closed = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\nallow_clients = ["192.0.2.0/24"]\n`);
+    try {
+      await assert.rejects(client(closed.port), /greeted with 554 Access denied: 127\.0\.0\.1 may not use this signing proxy/);
+    } finally {
+      await closed.stop();
+    }
+  });
+});
