@@ -1,0 +1,158 @@
+/**
+ * The `dkim-proxy run` process itself: started from its config, SIGHUP
+ * reloads (a bad config refused, a good one taken), SIGTERM drains a
+ * transaction in flight and exits 0. LMTP on the listener side.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { NextHop } from '../src/relay/client.js';
+import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
+import { ROOT } from './helpers/fixtures.js';
+import { MESSAGES } from './helpers/messages.js';
+import { send, startProxy } from './helpers/proxy.js';
+import { startSink, type Sink } from './helpers/sink.js';
+
+let sink: Sink;
+before(async () => {
+  sink = await startSink();
+});
+after(async () => sink?.stop());
+
+interface Daemon {
+  readonly child: ChildProcess;
+  readonly lines: Record<string, unknown>[];
+  /** Resolves with the first log line matching, within 10 s. */
+  waitFor(pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+}
+
+function startDaemon(dir: ConfigDir): Daemon {
+  const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', dir.file], { cwd: dir.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Record<string, unknown>[] = [];
+  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  let buffer = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buffer += d.toString();
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) !== -1) {
+      const l = JSON.parse(buffer.slice(0, nl)) as Record<string, unknown>;
+      buffer = buffer.slice(nl + 1);
+      lines.push(l);
+      for (const w of [...waiters]) if (w.pred(l)) waiters.splice(waiters.indexOf(w), 1) && w.resolve(l);
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => lines.push({ stderr: d.toString() }));
+  return {
+    child,
+    lines,
+    waitFor(pred) {
+      const seen = lines.find(pred);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no such log line within 10 s; got:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`)), 10_000);
+        waiters.push({ pred, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      });
+    },
+  };
+}
+
+const outToml = (selector: string): string => `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\n\n[domain."example.com"]\nselector = "${selector}"\n`;
+
+describe('dkim-proxy run', () => {
+  it('reloads on SIGHUP (refusing a bad config) and drains on SIGTERM, exiting 0', async () => {
+    const dir = makeConfigDir(outToml('s1'), [
+      { domain: 'example.com', selector: 's1' },
+      { domain: 'example.com', selector: 's2' },
+    ]);
+    const d = startDaemon(dir);
+    try {
+      const listening = await d.waitFor((l) => l['msg'] === 'listening');
+      const port = Number(String(listening['listen']).split(':').pop());
+      const first = await send(port, 'alice@example.com', ['bob@example.net'], MESSAGES['plain']!);
+      assert.equal(first.data![0]!.code, 250);
+      assert.match(sink.messages.at(-1)!.data.toString('latin1'), /; s=s1;/);
+
+      writeFileSync(dir.file, outToml('s1') + 'bogus_key = 1\n');
+      d.child.kill('SIGHUP');
+      const refused = await d.waitFor((l) => l['msg'] === 'reload refused: the configuration in force is unchanged');
+      assert.match(JSON.stringify(refused['errors']), /unknown key \\"bogus_key\\"/);
+      await send(port, 'alice@example.com', ['bob@example.net'], MESSAGES['plain']!);
+      assert.match(sink.messages.at(-1)!.data.toString('latin1'), /; s=s1;/, 'the old config stays in force');
+
+      writeFileSync(dir.file, outToml('s2'));
+      d.child.kill('SIGHUP');
+      await d.waitFor((l) => l['msg'] === 'configuration and keys reloaded');
+      await send(port, 'alice@example.com', ['bob@example.net'], MESSAGES['plain']!);
+      assert.match(sink.messages.at(-1)!.data.toString('latin1'), /; s=s2;/, 'the new config and key are used');
+
+      // A message whose DATA is under way when SIGTERM arrives still completes;
+      // a session between commands gets 421 (so its client retries: nothing is lost).
+      const idle = await NextHop.open({ host: '127.0.0.1', port, name: 'idle.test', timeoutMs: 10_000 });
+      const c = await NextHop.open({ host: '127.0.0.1', port, name: 'client.test', timeoutMs: 10_000 });
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      const exited = once(d.child, 'exit');
+      const text = Buffer.from(MESSAGES['plain']!, 'latin1');
+      const delivered = sink.messages.length;
+      const replies = await c.data(
+        (async function* () {
+          yield text.subarray(0, 100);
+          d.child.kill('SIGTERM');
+          await d.waitFor((l) => String(l['msg']).startsWith('stopping'));
+          yield text.subarray(100);
+        })(),
+        1,
+      );
+      assert.equal(replies[0]!.code, 250, replies[0]!.lines.join(' '));
+      assert.equal(sink.messages.length, delivered + 1);
+      assert.equal((await idle.command('MAIL FROM:<late@example.com>')).code, 421);
+      idle.close();
+      await c.quit();
+      const [code] = await exited;
+      assert.equal(code, 0);
+      await d.waitFor((l) => l['msg'] === 'stopped');
+    } finally {
+      d.child.kill('SIGKILL');
+      rmSync(dir.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to start on a bad config with exit 78 and the errors', async () => {
+    const dir = makeConfigDir('[out]\nlisten = "127.0.0.1:0"\nrelay = "nowhere"\n');
+    try {
+      const d = startDaemon(dir);
+      const [code] = await once(d.child, 'exit');
+      assert.equal(code, 78);
+      assert.match(JSON.stringify(d.lines), /out\.relay: expected \\"host:port\\"/);
+    } finally {
+      rmSync(dir.dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('LMTP listener', () => {
+  it('gives one DATA reply per accepted recipient', async () => {
+    const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\nprotocol = "lmtp"\n`);
+    const c = await NextHop.open({ host: '127.0.0.1', port: p.port, name: 'client.test', timeoutMs: 10_000, lmtp: true });
+    try {
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<carol@example.net>')).code, 250);
+      const replies = await c.data([Buffer.from(MESSAGES['plain']!, 'latin1')], 2);
+      assert.deepEqual(replies.map((r) => r.code), [250, 250]);
+      sink.behaviour = { data: () => 452 };
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<carol@example.net>')).code, 250);
+      const refused = await c.data([Buffer.from(MESSAGES['plain']!, 'latin1')], 2);
+      assert.deepEqual(refused.map((r) => r.code), [452, 452]);
+    } finally {
+      sink.behaviour = {};
+      await c.quit();
+      await p.stop();
+    }
+  });
+});
