@@ -72,6 +72,9 @@ export class NextHop {
       }, options.timeoutMs);
       s.once('connect', () => {
         clearTimeout(timer);
+        // Commands and the final "." are small writes that wait for a reply:
+        // Nagle plus delayed ACKs would add tens of milliseconds to each.
+        s.setNoDelay(true);
         resolve(s);
       });
       s.once('error', (err) => {
