@@ -93,7 +93,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       log.info({ signal }, 'stopping: no new connections, finishing transactions in flight');
       void Promise.all(proxies.map((p) => p.close())).then(() => {
         log.info('stopped');
-        resolve();
+        log.flush(() => resolve());
       });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));

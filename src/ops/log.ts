@@ -10,6 +10,9 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       // stray object with them must not print one.
       redact: { paths: ['key', '*.key', 'privateKey', '*.privateKey', 'pem', '*.pem', 'token', '*.token'], censor: '[redacted]' },
     },
-    destination ?? pino.destination(1),
+    // Asynchronous: a synchronous write per log line costs the event loop a
+    // syscall per message; lines written while one is in flight are coalesced.
+    // Callers flush at shutdown.
+    destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }

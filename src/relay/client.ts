@@ -176,6 +176,41 @@ export class NextHop {
     return this.read();
   }
 
+  /** Several commands in one write (RFC 2920 PIPELINING); one reply each, in order. */
+  async pipeline(lines: readonly string[]): Promise<Reply[]> {
+    if (this.failure) throw this.failure;
+    if (lines.some((l) => /[\r\n]/.test(l))) throw new Error('a command line may not contain CR or LF');
+    this.socket.write(lines.map((l) => `${l}\r\n`).join(''), 'utf8');
+    const replies: Reply[] = [];
+    for (let k = 0; k < lines.length; k++) replies.push(await this.read());
+    return replies;
+  }
+
+  /** Sends the message body after a 354 obtained elsewhere (e.g. through `pipeline`). */
+  async body(message: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, recipients: number): Promise<Reply[]> {
+    const stuffer = new DotStuffer();
+    // Corked: a small message and its final dot leave in one write.
+    this.socket.cork();
+    try {
+      for await (const chunk of message as AsyncIterable<Uint8Array>) {
+        if (this.failure) throw this.failure;
+        const out = stuffer.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if (!this.socket.write(out)) {
+          this.socket.uncork();
+          await waitDrain(this.socket, () => this.failure);
+          this.socket.cork();
+        }
+      }
+      if (this.failure) throw this.failure;
+      this.socket.write(stuffer.end());
+    } finally {
+      this.socket.uncork();
+    }
+    const replies: Reply[] = [await this.read()];
+    if (this.options.lmtp) for (let k = 1; k < recipients; k++) replies.push(await this.read());
+    return replies;
+  }
+
   private async hello(): Promise<void> {
     const verb = this.options.lmtp ? 'LHLO' : 'EHLO';
     const reply = await this.command(`${verb} ${this.options.name}`);
@@ -235,17 +270,7 @@ export class NextHop {
   async data(message: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, recipients: number): Promise<Reply[]> {
     const go = await this.command('DATA');
     if (go.code !== 354) return [go];
-    const stuffer = new DotStuffer();
-    for await (const chunk of message as AsyncIterable<Uint8Array>) {
-      if (this.failure) throw this.failure;
-      const out = stuffer.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      if (!this.socket.write(out)) await waitDrain(this.socket, () => this.failure);
-    }
-    if (this.failure) throw this.failure;
-    this.socket.write(stuffer.end());
-    const replies: Reply[] = [await this.read()];
-    if (this.options.lmtp) for (let k = 1; k < recipients; k++) replies.push(await this.read());
-    return replies;
+    return this.body(message, recipients);
   }
 
   async quit(): Promise<void> {

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 
+const TMP = tmpdir();
+
 export class Spool {
   private readonly threshold: number;
   private readonly dir: string;
@@ -18,7 +20,7 @@ export class Spool {
   private disposed = false;
   bytes = 0;
 
-  constructor(thresholdBytes: number, dir: string = tmpdir()) {
+  constructor(thresholdBytes: number, dir: string = TMP) {
     this.threshold = thresholdBytes;
     this.dir = dir;
   }

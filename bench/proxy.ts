@@ -1,0 +1,122 @@
+/**
+ * Proxy throughput: `out` signing (RSA-2048) against the same proxy with no
+ * signing rule (a pass-through: smtp-server in, our SMTP client out, 250 only
+ * after the next hop's 250), in the same run. The proxy runs in its own
+ * process on one core (taskset -c 0); the sink and this load generator share
+ * the other. The generator keeps its connections open and pipelines
+ * MAIL/RCPT/DATA, as Postfix does.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateSigningKey } from '../src/dkim/index.js';
+import { NextHop } from '../src/relay/client.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+const pin = (core: number, cmd: string[]): string[] => (hasTaskset ? ['taskset', '-c', String(core), ...cmd] : cmd);
+if (hasTaskset) spawnSync('taskset', ['-cp', '1', String(process.pid)]);
+
+function start(cmd: string[], cwd?: string): ChildProcess {
+  return spawn(cmd[0]!, cmd.slice(1), { cwd, stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+function firstLine(child: ChildProcess, pred: (l: string) => boolean): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error('child did not start in 15 s')), 15_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (const l of buf.split('\n')) {
+        if (pred(l)) {
+          clearTimeout(timer);
+          resolve(l);
+        }
+      }
+    });
+  });
+}
+
+function message(size: number): Buffer {
+  const head = 'From: Bench <bench@example.com>\r\nTo: sink@example.net\r\nSubject: benchmark\r\nDate: Sun, 22 Nov 2026 12:00:00 +0000\r\nMessage-ID: <bench@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n';
+  const line = 'The quick brown fox jumps over the lazy dog, over and over again, all day.\r\n';
+  return Buffer.from(head + line.repeat(Math.max(1, Math.round((size - head.length) / line.length))), 'latin1');
+}
+
+interface Result {
+  readonly rate: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly errors: number;
+}
+
+async function load(port: number, connections: number, body: Buffer, seconds: number): Promise<Result> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const until = Date.now() + seconds * 1000;
+  const warmUntil = Date.now() + 500;
+  let counted = 0;
+  let countStart = 0;
+  async function worker(): Promise<void> {
+    const c = await NextHop.open({ host: '127.0.0.1', port, name: 'bench.test', timeoutMs: 30_000 });
+    while (Date.now() < until) {
+      const t0 = process.hrtime.bigint();
+      const [mail, rcpt, data] = await c.pipeline(['MAIL FROM:<bench@example.com>', 'RCPT TO:<sink@example.net>', 'DATA']);
+      const done = data!.code === 354 ? (await c.body([body], 1))[0]! : data!;
+      if (mail!.code !== 250 || rcpt!.code !== 250 || done.code !== 250) errors++;
+      const now = Date.now();
+      if (now >= warmUntil) {
+        if (countStart === 0) countStart = now;
+        counted++;
+        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    }
+    await c.quit();
+  }
+  await Promise.all(Array.from({ length: connections }, worker));
+  const elapsed = (Date.now() - countStart) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;
+  return { rate: counted / elapsed, p50: pct(50), p99: pct(99), errors };
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(process.env['BENCH_SECONDS'] ?? 4);
+  const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-bench-'));
+  mkdirSync(join(dir, 'keys', 'example.com'), { recursive: true });
+  writeFileSync(join(dir, 'keys', 'example.com', 'bench.key'), generateSigningKey('rsa-2048').pem, { mode: 0o600 });
+  const sink = start(pin(1, [process.execPath, join(ROOT, 'dist/bench/sink.js')]));
+  const sinkPort = Number(await firstLine(sink, (l) => /^\d+$/.test(l)));
+  const proxies: { name: string; child: ChildProcess; port: number }[] = [];
+  for (const [name, signing] of [['pass-through', ''], ['out (rsa-2048)', '[domain."example.com"]\nselector = "bench"\n']] as const) {
+    const file = join(dir, `${name.replace(/\W/g, '')}.toml`);
+    writeFileSync(file, `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\n${signing}`);
+    const child = start(pin(0, [process.execPath, join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', file, '--log-level', 'info']), dir);
+    const line = await firstLine(child, (l) => l.includes('"msg":"listening"'));
+    const port = Number(/"listen":"[^"]*:(\d+)"/.exec(line)![1]);
+    child.stdout!.resume();
+    proxies.push({ name, child, port });
+  }
+  console.log(`dkim-proxy proxy benchmark · node ${process.version} · proxy on one core${hasTaskset ? ' (taskset -c 0)' : ' (taskset unavailable: not pinned)'} · ${seconds} s per cell · per-message info logging on\n`);
+  const rows: string[][] = [['size', 'conns', 'proxy', 'msg/s', 'p50 ms', 'p99 ms', 'errors', 'vs pass-through']];
+  for (const size of [2048, 65536]) {
+    const body = message(size);
+    for (const conns of [8, 32, 64]) {
+      let base = 0;
+      for (const p of proxies) {
+        const r = await load(p.port, conns, body, seconds);
+        if (p.name === 'pass-through') base = r.rate;
+        rows.push([`${size / 1024} KB`, String(conns), p.name, r.rate.toFixed(0), r.p50.toFixed(1), r.p99.toFixed(1), String(r.errors), p.name === 'pass-through' ? '-' : `${((r.rate / base) * 100).toFixed(0)}%`]);
+      }
+    }
+  }
+  const widths = rows[0]!.map((_, k) => Math.max(...rows.map((r) => r[k]!.length)));
+  for (const r of rows) console.log(r.map((c, k) => (k < 3 ? c.padEnd(widths[k]!) : c.padStart(widths[k]!))).join('  '));
+  for (const p of proxies) p.child.kill('SIGTERM');
+  sink.kill('SIGTERM');
+  rmSync(dir, { recursive: true, force: true });
+}
+
+await main();
