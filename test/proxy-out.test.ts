@@ -5,7 +5,7 @@
  * test, and nothing the client saw refused is ever delivered.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -24,12 +24,16 @@ let dns: TestDns;
 let proxy: RunningProxy;
 let records: Map<string, string[]>;
 
+const SPOOL = mkdtempSync(join(tmpdir(), 'dkim-proxy-test-spool-'));
+const spoolFiles = (): string[] => readdirSync(SPOOL);
+
 const toml = (relayPort: number, extra = ''): string => `
 [out]
 listen = "127.0.0.1:0"
 relay = "127.0.0.1:${relayPort}"
 max_message_bytes = "25M"
 spool_threshold = "256K"
+spool_dir = "${SPOOL}"
 relay_timeout = 5
 ${extra}
 
@@ -54,6 +58,7 @@ after(async () => {
   await proxy?.stop();
   await sink?.stop();
   await dns?.stop();
+  rmSync(SPOOL, { recursive: true, force: true });
 });
 
 beforeEach(() => {
@@ -181,7 +186,7 @@ describe('out: sign and relay', () => {
   });
 
   it('relays nothing when the client vanishes mid-DATA, and leaves no spool file', async () => {
-    const before = readdirSync(tmpdir()).filter((f) => f.startsWith('dkim-proxy-spool-')).length;
+    assert.deepEqual(spoolFiles(), []);
     const c = await client(proxy.port);
     await c.command('MAIL FROM:<alice@example.com>');
     await c.command('RCPT TO:<bob@example.net>');
@@ -191,9 +196,9 @@ describe('out: sign and relay', () => {
     sock.write(Buffer.from(MESSAGE + 'q'.repeat(600_000) + '\r\n', 'latin1'));
     await new Promise<void>((resolve) => sock.end(resolve));
     c.close();
-    // Bounded wait for the proxy to notice and clean up (the proxy logs nothing relayed).
-    for (let k = 0; k < 100 && readdirSync(tmpdir()).filter((f) => f.startsWith('dkim-proxy-spool-')).length > before; k++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(readdirSync(tmpdir()).filter((f) => f.startsWith('dkim-proxy-spool-')).length, before);
+    // Bounded wait for the proxy to notice and clean up.
+    for (let k = 0; k < 100 && spoolFiles().length > 0; k++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(spoolFiles(), [], 'the spool file is gone');
     assert.equal(sink.dataStarted, 0);
   });
 
@@ -204,7 +209,7 @@ describe('out: sign and relay', () => {
     assert.deepEqual(r.data!.map((x) => x.code), [250]);
     assert.ok(sink.messages[0]!.data.length > 20 * 1024 * 1024);
     assert.deepEqual(await verifyOurs(sink.messages[0]!.data), ['pass']);
-    assert.equal(readdirSync(tmpdir()).filter((f) => f.startsWith('dkim-proxy-spool-')).length, 0);
+    assert.deepEqual(spoolFiles(), [], 'the spool file is gone');
   });
 });
 
@@ -218,6 +223,29 @@ describe('out: refusals', () => {
       assert.equal(r.data, undefined);
     } finally {
       await down.stop();
+    }
+  });
+
+  it('refuses mail no rule signs when unsigned = "refuse", and the session stays in step for the next message', async () => {
+    const probe = makeConfigDir('', [{ domain: 'example.com', selector: 's1' }]);
+    const strict = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\n[signing]\nunsigned = "refuse"\n[domain."example.com"]\nselector = "s1"\nkey_file = "${probe.dir}/keys/example.com/s1.key"\n`);
+    const c = await client(strict.port);
+    try {
+      // Big enough that the refusal is decided while most of the message is still to come.
+      const foreign = MESSAGE.replace('alice@example.com', 'x@elsewhere.example') + 'filler line\r\n'.repeat(50_000);
+      assert.equal((await c.command('MAIL FROM:<x@elsewhere.example>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      const refused = await c.data([Buffer.from(foreign, 'latin1')], 1);
+      assert.equal(refused[0]!.code, 550);
+      assert.match(refused[0]!.lines.join(' '), /no signing rule for this message \(no \[domain\] block for elsewhere\.example\)/);
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250, 'the next command is read as a command');
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      assert.equal((await c.data([Buffer.from(MESSAGE, 'latin1')], 1))[0]!.code, 250);
+      assert.equal(sink.messages.length, 1);
+      assert.match(sink.messages[0]!.data.toString('latin1'), /^DKIM-Signature:/);
+    } finally {
+      await c.quit();
+      await strict.stop();
     }
   });
 

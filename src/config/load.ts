@@ -49,7 +49,7 @@ const SETTINGS_KEYS = ['selector', 'algorithm', 'canonicalization', 'headers', '
 const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
 const DOMAIN_KEYS = [...SETTINGS_KEYS, 'subdomains', 'policy', 'additional_signatures'];
 const SIGNATURE_KEYS = [...SETTINGS_KEYS, 'domain', 'policy'];
-const LISTENER_KEYS = ['listen', 'relay', 'protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'max_header_bytes', 'max_connections', 'idle_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls'];
+const LISTENER_KEYS = ['listen', 'relay', 'protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_connections', 'idle_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls'];
 const IN_KEYS = [...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys'];
 const DNS_POLICIES: readonly DnsPolicy[] = ['SignAlways', 'SignOnlyIfInDNS', 'TempFailIfNotInDNS'];
 const ADDITIONAL_POLICIES: readonly AdditionalPolicy[] = ['Always', 'OnlyIfMissingDomainBlock'];
@@ -234,6 +234,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   const metricsRaw = v.table(raw, [], 'metrics') ?? {};
   v.known(metricsRaw, ['metrics'], ['listen']);
   const metricsListen = readHostPort(v, metricsRaw, ['metrics'], 'listen');
+  if (metricsListen) warn(['metrics', 'listen'], 'the Prometheus endpoint is not served by this version yet; the setting is kept for when it is');
   for (const l of [out, inListener]) {
     if (l && l.allowClients.some((c) => c.endsWith('/0'))) warn([l === out ? 'out' : 'in', 'allow_clients'], 'allows every address: an open signing proxy signs spam for anyone');
   }
@@ -395,6 +396,7 @@ function readListener<K extends 'out' | 'in'>(v: Validator, raw: Raw, name: K, k
     allowClients: Object.freeze(allowClients),
     maxMessageBytes,
     spoolThresholdBytes: v.size(t, path, 'spool_threshold') ?? 1024 * 1024,
+    spoolDir: v.string(t, path, 'spool_dir'),
     maxHeaderBytes: v.size(t, path, 'max_header_bytes') ?? 256 * 1024,
     maxConnections: v.integer(t, path, 'max_connections', 1, 100_000) ?? 200,
     idleTimeoutMs: (v.duration(t, path, 'idle_timeout') ?? 300) * 1000,

@@ -70,6 +70,8 @@ export interface ListenerConfig {
   readonly maxMessageBytes: number;
   /** Above this, a message in flight is spooled to a private temp file. */
   readonly spoolThresholdBytes: number;
+  /** Where spool files go (default: the system temp directory). */
+  readonly spoolDir: string | undefined;
   readonly maxHeaderBytes: number;
   readonly maxConnections: number;
   readonly idleTimeoutMs: number;

@@ -46,9 +46,7 @@ export function relaxedHeader(raw: string): string {
     .replace(/\r\n/g, '')
     .replace(/[ \t]+/g, ' ')
     .replace(/^ /, '')
-    .replace(/ $/, '')
-    // Defensive: stray CR or LF left by a malformed header are not WSP; keep them.
-    ;
+    .replace(/ $/, '');
   return `${name}:${value}\r\n`;
 }
 

@@ -226,10 +226,12 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
       maxHeaderBytes: l.maxHeaderBytes,
       maxMessageBytes: l.maxMessageBytes,
       spoolThresholdBytes: l.spoolThresholdBytes,
+      ...(l.spoolDir !== undefined ? { spoolDir: l.spoolDir } : {}),
       onHeaders: async (headerBlock): Promise<BodyHandler> => {
         const headers = headerBlock.toString('latin1');
         const parsed = parseHeaderBlock(headers);
-        fields['messageId'] = parsed.find((f) => f.key === 'message-id')?.raw.slice(11).trim();
+        const messageId = parsed.find((f) => f.key === 'message-id');
+        if (messageId) fields['messageId'] = messageId.raw.slice(messageId.raw.indexOf(':') + 1).trim();
         if (kind === 'out') {
           const author = authorDomain(parsed);
           fields['authorDomain'] = author.ok ? author.domain : null;

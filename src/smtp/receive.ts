@@ -37,7 +37,8 @@ export async function receive(stream: Readable, options: ReceiveOptions): Promis
   let headerBlock: Buffer | undefined;
   let handler: BodyHandler | undefined;
   let bytes = 0;
-  let failure: 'too-large' | 'header-too-large' | undefined;
+  let failure: 'too-large' | 'header-too-large' | 'error' | undefined;
+  let error: unknown;
 
   const startBody = async (block: Buffer, rest: Buffer): Promise<void> => {
     headerBlock = block;
@@ -49,45 +50,64 @@ export async function receive(stream: Readable, options: ReceiveOptions): Promis
     }
   };
 
+  const take = async (chunk: Buffer): Promise<void> => {
+    if (headerBlock === undefined) {
+      head.push(chunk);
+      headBytes += chunk.length;
+      const joined = head.length === 1 ? chunk : Buffer.concat(head);
+      head = [joined];
+      const at = joined[0] === 0x0d && joined[1] === 0x0a ? -2 : joined.indexOf(SEPARATOR, Math.max(0, headBytes - chunk.length - 3));
+      if (at === -2) {
+        await startBody(Buffer.alloc(0), joined.subarray(2));
+      } else if (at !== -1) {
+        if (at + 2 > options.maxHeaderBytes) failure = 'header-too-large';
+        else await startBody(joined.subarray(0, at + 2), joined.subarray(at + 4));
+      } else if (headBytes > options.maxHeaderBytes) {
+        failure = 'header-too-large';
+      }
+      return;
+    }
+    handler!.update(chunk);
+    await spool.write(chunk);
+  };
+
+  // The stream is always read to its end, whatever goes wrong: leaving the
+  // loop early would destroy it, and smtp-server would answer while the
+  // client is still sending, taking the rest of the message for commands.
   try {
     for await (const raw of stream as AsyncIterable<Buffer>) {
       const chunk = normalizer.push(raw);
       bytes += chunk.length;
-      if (failure) continue; // drain, so smtp-server can send its reply
+      if (failure) continue;
       if (bytes > options.maxMessageBytes) {
         failure = 'too-large';
         continue;
       }
-      if (headerBlock === undefined) {
-        head.push(chunk);
-        headBytes += chunk.length;
-        const joined = head.length === 1 ? chunk : Buffer.concat(head);
-        head = [joined];
-        const at = joined[0] === 0x0d && joined[1] === 0x0a ? -2 : joined.indexOf(SEPARATOR, Math.max(0, headBytes - chunk.length - 3));
-        if (at === -2) {
-          await startBody(Buffer.alloc(0), joined.subarray(2));
-        } else if (at !== -1) {
-          if (at + 2 > options.maxHeaderBytes) failure = 'header-too-large';
-          else await startBody(joined.subarray(0, at + 2), joined.subarray(at + 4));
-        } else if (headBytes > options.maxHeaderBytes) {
-          failure = 'header-too-large';
-        }
-        continue;
+      try {
+        await take(chunk);
+      } catch (err) {
+        failure = 'error';
+        error = err;
       }
-      handler!.update(chunk);
-      await spool.write(chunk);
-    }
-    if (failure === undefined && headerBlock === undefined) {
-      // No empty line: the whole message is header (RFC 5322 allows an absent body).
-      const all = Buffer.concat(head);
-      await startBody(all.length > 0 && !all.subarray(-2).equals(Buffer.from('\r\n')) ? Buffer.concat([all, Buffer.from('\r\n')]) : all, Buffer.alloc(0));
     }
   } catch (err) {
+    // The stream itself failed (the client went away): nothing to drain.
     await spool.dispose();
     throw err;
   }
+  if (failure === undefined && headerBlock === undefined) {
+    // No empty line: the whole message is header (RFC 5322 allows an absent body).
+    const all = Buffer.concat(head);
+    try {
+      await startBody(all.length > 0 && !all.subarray(-2).equals(Buffer.from('\r\n')) ? Buffer.concat([all, Buffer.from('\r\n')]) : all, Buffer.alloc(0));
+    } catch (err) {
+      failure = 'error';
+      error = err;
+    }
+  }
   if (failure) {
     await spool.dispose();
+    if (failure === 'error') throw error;
     return { kind: failure, bytes };
   }
   return { kind: 'ok', headerBlock: headerBlock!, spool, bytes };
