@@ -12,6 +12,8 @@ export interface Captured {
   readonly data: Buffer;
   readonly xforward: Record<string, string>;
   readonly mailParams: Record<string, unknown>;
+  /** Whether the message came over TLS (STARTTLS). */
+  readonly secure: boolean;
 }
 
 export interface SinkBehaviour {
@@ -30,11 +32,12 @@ export interface Sink {
   stop(): Promise<void>;
 }
 
-export async function startSink(behaviour: SinkBehaviour = {}): Promise<Sink> {
+export async function startSink(behaviour: SinkBehaviour = {}, tls?: { key: Buffer; cert: Buffer }): Promise<Sink> {
   const sink: Sink = { port: 0, messages: [], dataStarted: 0, behaviour, stop: async () => {} };
   const server = new SMTPServer({
     authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
+    disabledCommands: tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    ...(tls ?? {}),
     useXForward: true,
     hideENHANCEDSTATUSCODES: false,
     logger: false,
@@ -67,6 +70,7 @@ export async function startSink(behaviour: SinkBehaviour = {}): Promise<Sink> {
           data,
           xforward: Object.fromEntries([...xf].filter(([k]) => !k.includes(':'))),
           mailParams: session.envelope.mailFrom ? { ...(session.envelope.mailFrom.args as Record<string, unknown>) } : {},
+          secure: session.secure,
         });
         callback(null, `Ok: queued as SINK${index}`);
       });
