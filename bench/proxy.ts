@@ -3,7 +3,7 @@
  * signing rule (a pass-through: smtp-server in, our SMTP client out, 250 only
  * after the next hop's 250), in the same run. The proxy runs in its own
  * process on one core (taskset -c 0); the sink and this load generator share
- * the other. The generator keeps its connections open and pipelines
+ * the other. A last row runs `out` with two workers on both cores. The generator keeps its connections open and pipelines
  * MAIL/RCPT/DATA, as Postfix does.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -90,10 +90,17 @@ async function main(): Promise<void> {
   const sink = start(pin(1, [process.execPath, join(ROOT, 'dist/bench/sink.js')]));
   const sinkPort = Number(await firstLine(sink, (l) => /^\d+$/.test(l)));
   const proxies: { name: string; child: ChildProcess; port: number }[] = [];
-  for (const [name, signing] of [['pass-through', ''], ['out (rsa-2048)', '[domain."example.com"]\nselector = "bench"\n']] as const) {
+  const variants = [
+    ['pass-through', '', 1],
+    ['out (rsa-2048)', '[domain."example.com"]\nselector = "bench"\n', 1],
+    ['out, 2 workers', '[domain."example.com"]\nselector = "bench"\n', 2],
+  ] as const;
+  for (const [name, signing, workers] of variants) {
     const file = join(dir, `${name.replace(/\W/g, '')}.toml`);
-    writeFileSync(file, `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\n${signing}`);
-    const child = start(pin(0, [process.execPath, join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', file, '--log-level', 'info']), dir);
+    writeFileSync(file, `workers = ${workers}\n[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\n${signing}`);
+    // One worker is pinned to core 0; two workers get both cores (shared with the generator and sink).
+    const cmd = [process.execPath, join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', file, '--log-level', 'info'];
+    const child = start(workers === 1 ? pin(0, cmd) : cmd, dir);
     const line = await firstLine(child, (l) => l.includes('"msg":"listening"'));
     const port = Number(/"listen":"[^"]*:(\d+)"/.exec(line)![1]);
     child.stdout!.resume();

@@ -59,7 +59,7 @@ function startDaemon(dir: ConfigDir): Daemon {
   };
 }
 
-const outToml = (selector: string): string => `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\n\n[domain."example.com"]\nselector = "${selector}"\n`;
+const outToml = (selector: string, workers = 1): string => `workers = ${workers}\n[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\n\n[domain."example.com"]\nselector = "${selector}"\n`;
 
 describe('dkim-proxy run', () => {
   it('reloads on SIGHUP (refusing a bad config) and drains on SIGTERM, exiting 0', async () => {
@@ -128,6 +128,54 @@ describe('dkim-proxy run', () => {
       assert.equal(code, 78);
       assert.match(JSON.stringify(d.lines), /out\.relay: expected \\"host:port\\"/);
     } finally {
+      rmSync(dir.dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('dkim-proxy run with two workers', () => {
+  it('shares the listener between workers, replaces one that dies, reloads all, and drains on SIGTERM', async () => {
+    const dir = makeConfigDir(outToml('s1', 2), [
+      { domain: 'example.com', selector: 's1' },
+      { domain: 'example.com', selector: 's2' },
+    ]);
+    const d = startDaemon(dir);
+    const listening = (): Record<string, unknown>[] => d.lines.filter((l) => l['msg'] === 'listening');
+    const until = async (cond: () => boolean, what: string): Promise<void> => {
+      for (let k = 0; k < 200 && !cond(); k++) await new Promise((r) => setTimeout(r, 25));
+      assert.ok(cond(), `${what} within 5 s; log:\n${d.lines.map((l) => JSON.stringify(l)).join('\n')}`);
+    };
+    try {
+      await until(() => listening().length === 2, 'two workers listening');
+      const pids = listening().map((l) => Number(l['pid']));
+      assert.notEqual(pids[0], pids[1]);
+      const port = Number(String(listening()[0]!['listen']).split(':').pop());
+      assert.equal(Number(String(listening()[1]!['listen']).split(':').pop()), port, 'one shared port');
+
+      for (let k = 0; k < 10; k++) assert.equal((await send(port, 'alice@example.com', ['bob@example.net'], MESSAGES['plain']!)).data![0]!.code, 250);
+      const served = new Set(d.lines.filter((l) => l['msg'] === 'message relayed').map((l) => Number(l['pid'])));
+      assert.equal(served.size, 2, 'both workers took connections');
+
+      process.kill(pids[0]!, 'SIGKILL');
+      await until(() => d.lines.some((l) => l['msg'] === 'worker died: starting a new one'), 'the death noticed');
+      await until(() => listening().length === 3, 'a new worker listening');
+      for (let k = 0; k < 4; k++) assert.equal((await send(port, 'alice@example.com', ['bob@example.net'], MESSAGES['plain']!)).data![0]!.code, 250);
+
+      writeFileSync(dir.file, outToml('s2', 2));
+      d.child.kill('SIGHUP');
+      await until(() => d.lines.filter((l) => l['msg'] === 'configuration and keys reloaded').length === 2, 'both live workers reloaded');
+      for (let k = 0; k < 4; k++) {
+        await send(port, 'alice@example.com', ['bob@example.net'], MESSAGES['plain']!);
+        assert.match(sink.messages.at(-1)!.data.toString('latin1'), /; s=s2;/);
+      }
+
+      const exited = once(d.child, 'exit');
+      d.child.kill('SIGTERM');
+      const [code] = await exited;
+      assert.equal(code, 0);
+      assert.ok(d.lines.some((l) => l['msg'] === 'stopped'));
+    } finally {
+      d.child.kill('SIGKILL');
       rmSync(dir.dir, { recursive: true, force: true });
     }
   });

@@ -1,4 +1,6 @@
+import cluster, { type Worker } from 'node:cluster';
 import { parseArgs } from 'node:util';
+import type { Logger } from 'pino';
 import { LiveConfig } from '../config/live.js';
 import type { ProxyConfig } from '../config/types.js';
 import { cachedLookup } from '../dns/cache.js';
@@ -11,11 +13,13 @@ import { CliError, EXIT } from './output.js';
 export const RUN_HELP = `Usage: dkim-proxy run [--config FILE] [--log-level LEVEL]
 
 Starts the listeners configured in [out] (sign and relay) and [in] (verify
-and relay). Logs are JSON lines on stdout.
+and relay), in \`workers\` processes that share them (default: one per core).
+Logs are JSON lines on stdout.
 
 Signals: SIGTERM or SIGINT stop accepting, finish the transactions in flight
 (up to 30 s), and exit 0. SIGHUP reloads the configuration and keys; a bad
 new configuration is refused with a log line and the old one stays in force.
+A worker that dies is replaced.
 
 Options:
   -c, --config FILE        the configuration (default: ${DEFAULT_CONFIG})
@@ -50,6 +54,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   const live = opened.live;
   const log = createLogger(values['log-level'] ?? live.config.log.level);
+  if (cluster.isPrimary && live.config.workers > 1) return runPrimary(live, log, values.config);
   let lookup = lookupFor(live.config);
   const deps = { config: () => live.config, lookup: (name: string) => lookup(name), log };
 
@@ -100,4 +105,70 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   return EXIT.ok;
+}
+
+/**
+ * The primary of a multi-process proxy: forks the workers (which run the
+ * listeners; node:cluster shares the sockets), replaces one that dies, checks
+ * a new config itself before passing SIGHUP on, and drains on SIGTERM.
+ */
+async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<number> {
+  const wanted = live.config.workers;
+  let stopping = false;
+  const deaths: number[] = [];
+  const fork = (): Worker => cluster.fork();
+  for (let k = 0; k < wanted; k++) fork();
+  log.info({ workers: wanted }, 'started workers');
+
+  return new Promise<number>((resolve) => {
+    const finish = (code: number): void => {
+      log.flush(() => resolve(code));
+    };
+    cluster.on('exit', (worker, code, signal) => {
+      if (stopping) {
+        if (Object.keys(cluster.workers ?? {}).length === 0) {
+          log.info('stopped');
+          finish(0);
+        }
+        return;
+      }
+      const now = Date.now();
+      deaths.push(now);
+      while (deaths.length > 0 && deaths[0]! < now - 10_000) deaths.shift();
+      // A worker that cannot stay up (five deaths in ten seconds) is a fault to fix, not to hide.
+      if (deaths.length >= 5) {
+        log.fatal({ pid: worker.process.pid, code, signal }, 'workers keep dying: stopping');
+        stopping = true;
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+        if (Object.keys(cluster.workers ?? {}).length === 0) finish(1);
+        return;
+      }
+      log.error({ pid: worker.process.pid, code, signal }, 'worker died: starting a new one');
+      fork();
+    });
+    process.on('SIGHUP', () => {
+      void live.reload().then((r) => {
+        if (!r.ok) {
+          log.error({ file, errors: r.issues.map((i) => formatIssue(file, i)) }, 'reload refused: the configuration in force is unchanged');
+          return;
+        }
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+        log.info({ file, workers: Object.keys(cluster.workers ?? {}).length }, 'reload passed on to the workers');
+      });
+    });
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'stopping: workers finish their transactions in flight');
+      const workers = Object.values(cluster.workers ?? {});
+      if (workers.length === 0) finish(0);
+      for (const w of workers) w?.process.kill('SIGTERM');
+      // Bounded: the workers' own grace is 30 s.
+      setTimeout(() => {
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+      }, 35_000).unref();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
 }

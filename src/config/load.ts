@@ -5,7 +5,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { domainToASCII } from 'node:url';
 import TOML from '@iarna/toml';
@@ -44,7 +44,7 @@ export interface LoadOptions {
   readonly skipKeys?: boolean;
 }
 
-const TOP_KEYS = ['out', 'in', 'dns', 'signing', 'domain', 'signature', 'log', 'metrics'];
+const TOP_KEYS = ['out', 'in', 'dns', 'signing', 'domain', 'signature', 'log', 'metrics', 'workers'];
 const SETTINGS_KEYS = ['selector', 'algorithm', 'canonicalization', 'headers', 'over_sign', 'key_file', 'identity', 'expire', 'body_length', 'copy_headers'];
 const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
 const DOMAIN_KEYS = [...SETTINGS_KEYS, 'subdomains', 'policy', 'additional_signatures'];
@@ -234,6 +234,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   const metricsRaw = v.table(raw, [], 'metrics') ?? {};
   v.known(metricsRaw, ['metrics'], ['listen']);
   const metricsListen = readHostPort(v, metricsRaw, ['metrics'], 'listen');
+  const workers = v.integer(raw, [], 'workers', 1, 256) ?? availableParallelism();
   if (metricsListen) warn(['metrics', 'listen'], 'the Prometheus endpoint is not served by this version yet; the setting is kept for when it is');
   for (const l of [out, inListener]) {
     if (l && l.allowClients.some((c) => c.endsWith('/0'))) warn([l === out ? 'out' : 'in', 'allow_clients'], 'allows every address: an open signing proxy signs spam for anyone');
@@ -295,6 +296,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     signing,
     log: Object.freeze({ level: v.oneOf(logRaw, ['log'], 'level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? 'info' }),
     metrics: Object.freeze({ listen: metricsListen }),
+    workers,
   });
   return { ok: true, config, warnings };
 }

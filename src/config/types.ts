@@ -106,4 +106,6 @@ export interface ProxyConfig {
   readonly signing: SigningConfig;
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
   readonly metrics: { readonly listen: HostPort | undefined };
+  /** Processes sharing the listeners (node:cluster); default: the number of cores. */
+  readonly workers: number;
 }
