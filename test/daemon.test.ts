@@ -174,6 +174,10 @@ describe('dkim-proxy run with two workers', () => {
       const [code] = await exited;
       assert.equal(code, 0);
       assert.ok(d.lines.some((l) => l['msg'] === 'stopped'));
+      // Each worker drained and exited by itself (not killed by the primary's fallback).
+      const stopped = d.lines.filter((l) => l['msg'] === 'worker stopped');
+      assert.equal(stopped.length, 2);
+      for (const l of stopped) assert.deepEqual([l['code'], l['signal']], [0, null]);
     } finally {
       d.child.kill('SIGKILL');
       rmSync(dir.dir, { recursive: true, force: true });

@@ -104,6 +104,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  // A worker's channel to the primary would keep it alive once drained.
+  if (cluster.isWorker) cluster.worker?.disconnect();
   return EXIT.ok;
 }
 
@@ -116,7 +118,13 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
   const wanted = live.config.workers;
   let stopping = false;
   const deaths: number[] = [];
-  const fork = (): Worker => cluster.fork();
+  // Our own count: node:cluster still lists a worker when its 'exit' fires.
+  const alive = new Set<Worker>();
+  const fork = (): Worker => {
+    const w = cluster.fork();
+    alive.add(w);
+    return w;
+  };
   for (let k = 0; k < wanted; k++) fork();
   log.info({ workers: wanted }, 'started workers');
 
@@ -125,8 +133,10 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
       log.flush(() => resolve(code));
     };
     cluster.on('exit', (worker, code, signal) => {
+      alive.delete(worker);
       if (stopping) {
-        if (Object.keys(cluster.workers ?? {}).length === 0) {
+        log.info({ worker: worker.process.pid, code, signal }, 'worker stopped');
+        if (alive.size === 0) {
           log.info('stopped');
           finish(0);
         }
@@ -139,8 +149,8 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
       if (deaths.length >= 5) {
         log.fatal({ pid: worker.process.pid, code, signal }, 'workers keep dying: stopping');
         stopping = true;
-        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
-        if (Object.keys(cluster.workers ?? {}).length === 0) finish(1);
+        for (const w of alive) w.process.kill('SIGTERM');
+        if (alive.size === 0) finish(1);
         return;
       }
       log.error({ pid: worker.process.pid, code, signal }, 'worker died: starting a new one');
@@ -152,20 +162,19 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
           log.error({ file, errors: r.issues.map((i) => formatIssue(file, i)) }, 'reload refused: the configuration in force is unchanged');
           return;
         }
-        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
-        log.info({ file, workers: Object.keys(cluster.workers ?? {}).length }, 'reload passed on to the workers');
+        for (const w of alive) w.process.kill('SIGHUP');
+        log.info({ file, workers: alive.size }, 'reload passed on to the workers');
       });
     });
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'stopping: workers finish their transactions in flight');
-      const workers = Object.values(cluster.workers ?? {});
-      if (workers.length === 0) finish(0);
-      for (const w of workers) w?.process.kill('SIGTERM');
+      if (alive.size === 0) finish(0);
+      for (const w of alive) w.process.kill('SIGTERM');
       // Bounded: the workers' own grace is 30 s.
       setTimeout(() => {
-        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+        for (const w of alive) w.process.kill('SIGKILL');
       }, 35_000).unref();
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
