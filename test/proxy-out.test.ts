@@ -15,6 +15,7 @@ import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { MESSAGES } from './helpers/messages.js';
 import { mailDkimVerify } from './helpers/peers.js';
 import { client, send, startProxy, type RunningProxy } from './helpers/proxy.js';
+import type { NextHop } from '../src/relay/client.js';
 import { startDroppingHop, startSink, type Sink } from './helpers/sink.js';
 import { makeConfigDir } from './helpers/config-dir.js';
 
@@ -246,6 +247,47 @@ describe('out: refusals', () => {
     } finally {
       await c.quit();
       await strict.stop();
+    }
+  });
+
+  it('answers 552 to a header block over max_header_bytes, relays nothing, and stays in step', async () => {
+    const small = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\nmax_header_bytes = "1K"\n`);
+    const c = await client(small.port);
+    try {
+      const fat = `X-Filler: ${'f'.repeat(2000)}\r\n${MESSAGE}`;
+      await c.command('MAIL FROM:<alice@example.com>');
+      await c.command('RCPT TO:<bob@example.net>');
+      const r = await c.data([Buffer.from(fat, 'latin1')], 1);
+      assert.equal(r[0]!.code, 552);
+      assert.match(r[0]!.lines.join(' '), /Header block exceeds the limit of 1024 bytes/);
+      assert.equal(sink.dataStarted, 0);
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+    } finally {
+      await c.quit();
+      await small.stop();
+    }
+  });
+
+  it('refuses connections over max_connections with 421, and closes idle sessions after idle_timeout', async () => {
+    const tight = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\nmax_connections = 2\nidle_timeout = 1\n`);
+    const open: NextHop[] = [];
+    try {
+      open.push(await client(tight.port), await client(tight.port));
+      await assert.rejects(client(tight.port), /greeted with 421 .*Too many connected clients/);
+      // The two sessions say nothing more: the proxy closes both after the idle timeout...
+      await Promise.all(
+        open.map((c) => {
+          const sock = (c as unknown as { socket: import('node:net').Socket }).socket;
+          return new Promise<void>((resolve) => (sock.destroyed ? resolve() : sock.once('close', () => resolve())));
+        }),
+      );
+      // ...which frees their places for new clients.
+      const again = await client(tight.port);
+      assert.equal(again.greeting!.code, 220);
+      again.close();
+    } finally {
+      open.forEach((c) => c.close());
+      await tight.stop();
     }
   });
 
