@@ -13,7 +13,7 @@ import { verifyMessage } from '../src/dkim/index.js';
 import { createKeyLookup } from '../src/dns/resolver.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { MESSAGES } from './helpers/messages.js';
-import { mailDkimVerify } from './helpers/peers.js';
+import { dkimpyVerify, mailDkimVerify } from './helpers/peers.js';
 import { client, send, startProxy, type RunningProxy } from './helpers/proxy.js';
 import type { NextHop } from '../src/relay/client.js';
 import { startDroppingHop, startSink, type Sink } from './helpers/sink.js';
@@ -74,7 +74,7 @@ async function verifyOurs(data: Buffer): Promise<string[]> {
 }
 
 describe('out: sign and relay', () => {
-  it('signs and relays; the next hop\'s reply is the client\'s, and Mail::DKIM verifies it', async () => {
+  it('signs and relays; the next hop\'s reply is the client\'s, and Mail::DKIM and dkimpy verify it', async () => {
     const r = await send(proxy.port, 'alice@example.com', ['bob@example.net'], MESSAGE);
     assert.equal(r.mail.code, 250);
     assert.deepEqual(r.data!.map((x) => x.code), [250]);
@@ -88,6 +88,7 @@ describe('out: sign and relay', () => {
     const file = join(tmpdir(), `dkim-proxy-out-${process.pid}.eml`);
     writeFileSync(file, got.data);
     assert.deepEqual((await mailDkimVerify([file], dns.port)).map((x) => x.result), ['pass']);
+    assert.deepEqual((await dkimpyVerify([file], dns.port)).map((x) => x.result), ['pass']);
     const line = proxy.logs.find((l) => l['msg'] === 'message relayed')!;
     assert.deepEqual(line['signatures'], [{ d: 'example.com', s: 's1', a: 'rsa-sha256' }]);
     assert.equal(line['authorDomain'], 'example.com');
