@@ -16,7 +16,7 @@ import { MESSAGES } from './helpers/messages.js';
 import { dkimpyVerify, mailDkimVerify } from './helpers/peers.js';
 import { client, send, startProxy, type RunningProxy } from './helpers/proxy.js';
 import type { NextHop } from '../src/relay/client.js';
-import { startDroppingHop, startSink, type Sink } from './helpers/sink.js';
+import { startDroppingHop, startSink, startStallingHop, type Sink } from './helpers/sink.js';
 import { makeConfigDir } from './helpers/config-dir.js';
 
 const MESSAGE = MESSAGES['plain']!;
@@ -202,6 +202,35 @@ describe('out: sign and relay', () => {
     for (let k = 0; k < 100 && spoolFiles().length > 0; k++) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(spoolFiles(), [], 'the spool file is gone');
     assert.equal(sink.dataStarted, 0);
+  });
+
+  it('aborts the next hop\'s copy when the client leaves during the relay: no QUIT inside DATA, no end of data', async () => {
+    const staller = await startStallingHop();
+    const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${staller.port}"\nspool_dir = "${SPOOL}"\n`);
+    try {
+      const c = await client(p.port);
+      await c.command('MAIL FROM:<alice@example.com>');
+      await c.command('RCPT TO:<bob@example.net>');
+      assert.equal((await c.command('DATA')).code, 354);
+      // A message large enough that the proxy blocks on the stalled next hop's backpressure.
+      const big = Buffer.from(MESSAGE + 'w'.repeat(76).concat('\r\n').repeat(300_000) + '.\r\n', 'latin1');
+      const sock = (c as unknown as { socket: import('node:net').Socket }).socket;
+      sock.write(big.subarray(0, big.length - 3));
+      sock.write('\r\n.\r\n');
+      await staller.stalled;
+      sock.destroy();
+      // Once the proxy has noticed, let the next hop read whatever it was sent.
+      for (let k = 0; k < 200 && !p.logs.some((l) => l['msg'] === 'client left during a transaction: next-hop transaction aborted'); k++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(p.logs.some((l) => l['msg'] === 'client left during a transaction: next-hop transaction aborted'));
+      staller.resume();
+      const got = (await staller.ended).toString('latin1');
+      assert.ok(got.length > 64 * 1024, 'the relay had started');
+      assert.doesNotMatch(got, /\r\nQUIT\r\n/, 'no command inside the DATA');
+      assert.doesNotMatch(got, /\r\n\.\r\n$/, 'the next hop never saw the end of the message');
+    } finally {
+      await p.stop();
+      await staller.stop();
+    }
   });
 
   it('streams a 20 MB message through the spool, signs it, and removes the spool file', async () => {

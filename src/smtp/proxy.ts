@@ -41,6 +41,8 @@ interface SessionState {
   /** MAIL was sent to the next hop and no DATA finished yet: RSET before the next MAIL. */
   open: boolean;
   accepted: string[];
+  /** A DATA transaction is being received or relayed. */
+  busy: boolean;
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -120,7 +122,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
   const state = (session: SMTPServerSession): SessionState => {
     let s = sessions.get(session.id);
     if (!s) {
-      s = { hop: undefined, open: false, accepted: [] };
+      s = { hop: undefined, open: false, accepted: [], busy: false };
       sessions.set(session.id, s);
     }
     return s;
@@ -196,7 +198,13 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
     },
 
     onData(stream, session, callback) {
-      transaction(stream, session).then(
+      const s = state(session);
+      s.busy = true;
+      transaction(stream, session)
+        .finally(() => {
+          s.busy = false;
+        })
+        .then(
         (result) => callback(null, result),
         (err: unknown) => callback(toReply(err)),
       );
@@ -205,7 +213,16 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
     onClose(session) {
       const s = sessions.get(session.id);
       sessions.delete(session.id);
-      if (s?.hop) void s.hop.quit();
+      if (!s?.hop) return;
+      if (s.busy) {
+        // The client left before our reply, so it will send the message again:
+        // abort the next hop's copy (a QUIT now would land inside its DATA)
+        // rather than deliver it twice.
+        deps.log.warn({ kind, cid: session.id }, 'client left during a transaction: next-hop transaction aborted');
+        s.hop.close();
+        return;
+      }
+      void s.hop.quit();
     },
   });
   server.on('error', (err) => deps.log.error({ kind, err }, 'listener error'));

@@ -129,3 +129,75 @@ export async function startDroppingHop(): Promise<{ port: number; dataBytes: () 
       }),
   };
 }
+
+/**
+ * A next hop that, once DATA has brought it 64 KB, stops reading (so the
+ * sender blocks on backpressure) until `resume()`; it records every octet of
+ * DATA it ever reads, until the connection ends.
+ */
+export async function startStallingHop(): Promise<{
+  port: number;
+  /** Resolves when DATA has started arriving and reading has stopped. */
+  stalled: Promise<void>;
+  resume(): void;
+  /** Resolves with everything read after DATA, once the connection has ended. */
+  ended: Promise<Buffer>;
+  stop(): Promise<void>;
+}> {
+  let resumeSocket: (() => void) | undefined;
+  let onStalled!: () => void;
+  let onEnded!: (data: Buffer) => void;
+  const stalled = new Promise<void>((r) => (onStalled = r));
+  const ended = new Promise<Buffer>((r) => (onEnded = r));
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    const data: Buffer[] = [];
+    let inData = false;
+    let dataBytes = 0;
+    let buffer = '';
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      sockets.delete(socket);
+      if (inData) onEnded(Buffer.concat(data));
+    });
+    socket.write('220 staller ESMTP\r\n');
+    socket.on('data', (d: Buffer) => {
+      if (inData) {
+        data.push(d);
+        dataBytes += d.length;
+        if (dataBytes >= 64 * 1024 && !resumeSocket) {
+          socket.pause();
+          resumeSocket = () => socket.resume();
+          onStalled();
+        }
+        return;
+      }
+      buffer += d.toString('latin1');
+      let nl: number;
+      while ((nl = buffer.indexOf('\r\n')) !== -1) {
+        const line = buffer.slice(0, nl).toUpperCase();
+        buffer = buffer.slice(nl + 2);
+        if (line.startsWith('EHLO')) socket.write('250-staller\r\n250 8BITMIME\r\n');
+        else if (line.startsWith('DATA')) {
+          inData = true;
+          socket.write('354 go ahead\r\n');
+          if (buffer.length) data.push(Buffer.from(buffer, 'latin1'));
+          buffer = '';
+        } else socket.write('250 ok\r\n');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    port: (server.address() as { port: number }).port,
+    stalled,
+    resume: () => resumeSocket?.(),
+    ended,
+    stop: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
