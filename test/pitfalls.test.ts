@@ -295,6 +295,11 @@ describe('DKIM pitfalls', () => {
     for (let k = 0; k < 12; k++) m = sign(m);
     const r = await verify(m, { maxSignatures: 10 });
     assert.deepEqual(results(r), [...Array(10).fill('pass'), 'neutral', 'neutral']);
+    // And a signature listing an absurd number of header names is refused, not processed.
+    const huge = craft(SAMPLE, `v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com; s=sel; h=from${':x'.repeat(300)}; bh={bh}; `, ['from', ...Array<string>(300).fill('x')]);
+    const refused = await verify(huge);
+    assert.deepEqual(results(refused), ['permerror']);
+    assert.match(refused[0] && 'detail' in refused[0] ? String(refused[0].detail) : '', /h=: lists 301 header names \(at most 256/);
   });
 
   it('29: signing only prepends fields; the message bytes are untouched', () => {

@@ -298,6 +298,19 @@ describe('out: refusals', () => {
     }
   });
 
+  it('answers 552 to more header fields than max_header_fields', async () => {
+    const few = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\nmax_header_fields = 10\n`);
+    try {
+      const many = Array.from({ length: 20 }, (_, k) => `X-Field-${k}: ${k}\r\n`).join('') + MESSAGE;
+      const r = await send(few.port, 'alice@example.com', ['bob@example.net'], many);
+      assert.equal(r.data![0]!.code, 552);
+      assert.match(r.data![0]!.lines.join(' '), /Too many header fields: 25, the limit is 10/);
+      assert.equal(sink.dataStarted, 0);
+    } finally {
+      await few.stop();
+    }
+  });
+
   it('refuses connections over max_connections with 421, and closes idle sessions after idle_timeout', async () => {
     const tight = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\nmax_connections = 2\nidle_timeout = 1\n`);
     const open: NextHop[] = [];

@@ -49,7 +49,7 @@ const SETTINGS_KEYS = ['selector', 'algorithm', 'canonicalization', 'headers', '
 const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
 const DOMAIN_KEYS = [...SETTINGS_KEYS, 'subdomains', 'policy', 'additional_signatures'];
 const SIGNATURE_KEYS = [...SETTINGS_KEYS, 'domain', 'policy'];
-const LISTENER_KEYS = ['listen', 'relay', 'protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_connections', 'idle_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls'];
+const LISTENER_KEYS = ['listen', 'relay', 'protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_header_fields', 'max_connections', 'idle_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls'];
 const IN_KEYS = [...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys'];
 const DNS_POLICIES: readonly DnsPolicy[] = ['SignAlways', 'SignOnlyIfInDNS', 'TempFailIfNotInDNS'];
 const ADDITIONAL_POLICIES: readonly AdditionalPolicy[] = ['Always', 'OnlyIfMissingDomainBlock'];
@@ -400,6 +400,7 @@ function readListener<K extends 'out' | 'in'>(v: Validator, raw: Raw, name: K, k
     spoolThresholdBytes: v.size(t, path, 'spool_threshold') ?? 1024 * 1024,
     spoolDir: v.string(t, path, 'spool_dir'),
     maxHeaderBytes: v.size(t, path, 'max_header_bytes') ?? 256 * 1024,
+    maxHeaderFields: v.integer(t, path, 'max_header_fields', 10, 100_000) ?? 1000,
     maxConnections: v.integer(t, path, 'max_connections', 1, 100_000) ?? 200,
     idleTimeoutMs: (v.duration(t, path, 'idle_timeout') ?? 300) * 1000,
     relayTimeoutMs: (v.duration(t, path, 'relay_timeout') ?? 120) * 1000,

@@ -73,6 +73,7 @@ export interface ListenerConfig {
   /** Where spool files go (default: the system temp directory). */
   readonly spoolDir: string | undefined;
   readonly maxHeaderBytes: number;
+  readonly maxHeaderFields: number;
   readonly maxConnections: number;
   readonly idleTimeoutMs: number;
   readonly relayTimeoutMs: number;

@@ -69,25 +69,22 @@ export function asciiLower(s: string): string {
  * for the extra entries, which contributes no input and asserts absence.
  */
 export function selectHeaders(fields: readonly HeaderField[], names: readonly string[]): (HeaderField | null)[] {
-  const used = new Map<string, number>();
-  const out: (HeaderField | null)[] = [];
-  for (const name of names) {
-    const key = asciiLower(name);
-    let skip = used.get(key) ?? 0;
-    used.set(key, skip + 1);
-    let found: HeaderField | null = null;
-    for (let i = fields.length - 1; i >= 0; i--) {
-      const f = fields[i]!;
-      if (f.key !== key) continue;
-      if (skip === 0) {
-        found = f;
-        break;
-      }
-      skip--;
-    }
-    out.push(found);
+  // Indexed by name, so the cost is linear in fields + names whatever a
+  // hostile h= lists (a scan per name would be their product).
+  const byKey = new Map<string, HeaderField[]>();
+  for (const f of fields) {
+    const list = byKey.get(f.key);
+    if (list) list.push(f);
+    else byKey.set(f.key, [f]);
   }
-  return out;
+  const used = new Map<string, number>();
+  return names.map((name) => {
+    const key = asciiLower(name);
+    const n = used.get(key) ?? 0;
+    used.set(key, n + 1);
+    const list = byKey.get(key);
+    return list && n < list.length ? list[list.length - 1 - n]! : null;
+  });
 }
 
 /** Counts fields per lower-cased name. */

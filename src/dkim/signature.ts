@@ -64,6 +64,7 @@ export type SignatureParseResult =
   | { readonly ok: false; readonly info: PartialSignatureInfo; readonly tag: string | null; readonly message: string };
 
 const DECIMAL = /^[0-9]{1,76}$/;
+export const MAX_SIGNED_HEADERS = 256;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** The value of a header field: after the first colon, without the field's final CRLF. */
@@ -112,6 +113,8 @@ export function parseSignature(field: HeaderField): SignatureParseResult {
   const s = stripFws(get('s')!);
   if (!/^[A-Za-z0-9_](?:[A-Za-z0-9_-]*)(?:\.[A-Za-z0-9_][A-Za-z0-9_-]*)*$/.test(s)) return bad('s', `"${get('s')}" is not a selector`);
   const h = stripFws(get('h')!).split(':');
+  // DoS bound: real signers list a few dozen names.
+  if (h.length > MAX_SIGNED_HEADERS) return bad('h', `lists ${h.length} header names (at most ${MAX_SIGNED_HEADERS} are accepted)`);
   if (h.some((n) => !/^[\x21-\x39\x3b-\x7e]+$/.test(n))) return bad('h', 'malformed header name list');
   // RFC 6376 §6.1.1: the From header field MUST be signed.
   if (!h.some((n) => asciiLower(n) === 'from')) return bad('h', 'From is not signed');

@@ -247,6 +247,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
       onHeaders: async (headerBlock): Promise<BodyHandler> => {
         const headers = headerBlock.toString('latin1');
         const parsed = parseHeaderBlock(headers);
+        if (parsed.length > l.maxHeaderFields) throw new ReplyError(552, `Too many header fields: ${parsed.length}, the limit is ${l.maxHeaderFields}`);
         const messageId = parsed.find((f) => f.key === 'message-id');
         if (messageId) fields['messageId'] = messageId.raw.slice(messageId.raw.indexOf(':') + 1).trim();
         if (kind === 'out') {
