@@ -21,4 +21,5 @@ RUN useradd --system --home-dir /app --shell /usr/sbin/nologin dkim \
 USER dkim
 VOLUME ["/app/keys"]
 ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
-CMD ["--help"]
+# Mount your own config over /app/config: the shipped one listens on loopback only.
+CMD ["run", "--config", "/app/config/dkim-proxy.toml"]

@@ -54,7 +54,8 @@ export class Spool {
   /** The body, from the start. */
   async reader(): Promise<Readable | Buffer[]> {
     if (!this.file) return this.memory;
-    await this.file.handle.sync().catch(() => undefined);
+    // No fsync: the reader sees what was written through the page cache, and
+    // the spool never outlives the transaction (the client keeps the mail).
     return createReadStream(this.file.path, { highWaterMark: 64 * 1024 });
   }
 
