@@ -3,7 +3,7 @@
  * accepts, offers XFORWARD, and misbehaves on request (refuse a recipient,
  * refuse DATA, drop the connection mid-DATA).
  */
-import { createServer, type Socket } from 'node:net';
+import { startRawHop } from './raw-hop.js';
 import { SMTPServer } from 'smtp-server';
 
 export interface Captured {
@@ -89,45 +89,12 @@ export async function startSink(behaviour: SinkBehaviour = {}, tls?: { key: Buff
  */
 export async function startDroppingHop(): Promise<{ port: number; dataBytes: () => number; stop(): Promise<void> }> {
   let bytes = 0;
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    let inData = false;
-    let buffer = '';
-    socket.write('220 dropper ESMTP\r\n');
-    socket.on('data', (d: Buffer) => {
-      if (inData) {
-        bytes += d.length;
-        socket.destroy();
-        return;
-      }
-      buffer += d.toString('latin1');
-      let nl: number;
-      while ((nl = buffer.indexOf('\r\n')) !== -1) {
-        const line = buffer.slice(0, nl).toUpperCase();
-        buffer = buffer.slice(nl + 2);
-        if (line.startsWith('EHLO')) socket.write('250-dropper\r\n250 8BITMIME\r\n');
-        else if (line.startsWith('DATA')) {
-          inData = true;
-          socket.write('354 go ahead\r\n');
-        } else if (line.startsWith('QUIT')) socket.end('221 bye\r\n');
-        else socket.write('250 ok\r\n');
-      }
-    });
+  const hop = await startRawHop('dropper', ['8BITMIME'], () => (socket, chunk) => {
+    bytes += chunk.length;
+    socket.destroy();
+    return undefined;
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    dataBytes: () => bytes,
-    stop: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  return { port: hop.port, dataBytes: () => bytes, stop: () => hop.stop() };
 }
 
 /**
@@ -149,55 +116,20 @@ export async function startStallingHop(): Promise<{
   let onEnded!: (data: Buffer) => void;
   const stalled = new Promise<void>((r) => (onStalled = r));
   const ended = new Promise<Buffer>((r) => (onEnded = r));
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
+  const hop = await startRawHop('staller', ['8BITMIME'], (socket) => {
     const data: Buffer[] = [];
-    let inData = false;
     let dataBytes = 0;
-    let buffer = '';
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      sockets.delete(socket);
-      if (inData) onEnded(Buffer.concat(data));
-    });
-    socket.write('220 staller ESMTP\r\n');
-    socket.on('data', (d: Buffer) => {
-      if (inData) {
-        data.push(d);
-        dataBytes += d.length;
-        if (dataBytes >= 64 * 1024 && !resumeSocket) {
-          socket.pause();
-          resumeSocket = () => socket.resume();
-          onStalled();
-        }
-        return;
+    socket.on('close', () => onEnded(Buffer.concat(data)));
+    return (_socket, chunk) => {
+      data.push(chunk);
+      dataBytes += chunk.length;
+      if (dataBytes >= 64 * 1024 && !resumeSocket) {
+        socket.pause();
+        resumeSocket = () => socket.resume();
+        onStalled();
       }
-      buffer += d.toString('latin1');
-      let nl: number;
-      while ((nl = buffer.indexOf('\r\n')) !== -1) {
-        const line = buffer.slice(0, nl).toUpperCase();
-        buffer = buffer.slice(nl + 2);
-        if (line.startsWith('EHLO')) socket.write('250-staller\r\n250 8BITMIME\r\n');
-        else if (line.startsWith('DATA')) {
-          inData = true;
-          socket.write('354 go ahead\r\n');
-          if (buffer.length) data.push(Buffer.from(buffer, 'latin1'));
-          buffer = '';
-        } else socket.write('250 ok\r\n');
-      }
-    });
+      return undefined;
+    };
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    port: (server.address() as { port: number }).port,
-    stalled,
-    resume: () => resumeSocket?.(),
-    ended,
-    stop: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  return { port: hop.port, stalled, resume: () => resumeSocket?.(), ended, stop: () => hop.stop() };
 }
