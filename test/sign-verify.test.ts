@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { isSelector } from '../src/dkim/signature.js';
 import { expandHeaderList, formatAuthenticationResults, parseHeaderBlock, SignRequestError, signMessage } from '../src/dkim/index.js';
 import { MESSAGES } from './helpers/messages.js';
 import { SAMPLE, request, results, sign, verify, zone } from './helpers/engine.js';
@@ -64,6 +65,12 @@ describe('sign and verify', () => {
   it('refuses a key that does not fit the algorithm and an identity outside the domain', () => {
     assert.throws(() => signMessage(Buffer.from(SAMPLE), [request({ algorithm: 'ed25519-sha256', key: request().key })], 0), /needs an ed25519 key/);
     assert.throws(() => signMessage(Buffer.from(SAMPLE), [request({ identity: '@fexample.com' })], 0), /not within example.com/);
+  });
+
+  it('accepts RFC 6376 selectors (dotted, with _) and refuses the rest, wherever selectors are written', () => {
+    for (const ok of ['s2026', 'rsa-2026', 'a.b', '_x', 'dkim1024.news']) assert.ok(isSelector(ok), ok);
+    for (const bad of ['', '-x', 'x-', 'a..b', 'bad selector', 'mail_2024!', 'a.']) assert.ok(!isSelector(bad), bad);
+    assert.throws(() => signMessage(Buffer.from(SAMPLE), [request({ selector: 'x-' })], 0), /selector "x-" is not/);
   });
 
   it('expands Momentum header modifiers in order, bottom-up, with over-signing', () => {

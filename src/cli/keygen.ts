@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatKeyRecord, generateSigningKey, KEY_KINDS, splitTxt, type KeyKind } from '../dkim/index.js';
-import { isDomainName } from '../dkim/signature.js';
+import { isDomainName, isSelector } from '../dkim/signature.js';
 import { CliError, EXIT, usageError } from './output.js';
 
 export const KEYGEN_HELP = `Usage: dkim-proxy keygen --domain D --selector S [options]
@@ -42,7 +42,7 @@ export async function keygenCommand(argv: string[]): Promise<number> {
   if (!values.domain || !values.selector) throw usageError('keygen needs --domain and --selector (see dkim-proxy keygen --help)');
   const domain = values.domain.toLowerCase().replace(/\.$/, '');
   if (!isDomainName(domain)) throw usageError(`--domain: "${values.domain}" is not a domain name`);
-  if (!/^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$/i.test(values.selector)) throw usageError(`--selector: "${values.selector}" is not a DNS label`);
+  if (!isSelector(values.selector)) throw usageError(`--selector: "${values.selector}" is not a selector (DNS labels: a-z 0-9 - _)`);
   if (!(KEY_KINDS as readonly string[]).includes(values.algorithm)) throw usageError(`--algorithm: expected one of ${KEY_KINDS.join(', ')}, got "${values.algorithm}"`);
 
   const { pem, key } = generateSigningKey(values.algorithm as KeyKind);

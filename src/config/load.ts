@@ -11,7 +11,7 @@ import { domainToASCII } from 'node:url';
 import TOML from '@iarna/toml';
 import { parseCanonicalization, parsePrivateKey, SIGNING_ALGORITHMS, type SigningAlgorithm, type SigningKey } from '../dkim/index.js';
 import { DEFAULT_SIGNED_HEADERS } from '../dkim/sign.js';
-import { algorithmParts, isDomainName, isSameOrSubdomain } from '../dkim/signature.js';
+import { algorithmParts, isDomainName, isSameOrSubdomain, isSelector } from '../dkim/signature.js';
 import { Locator } from './locate.js';
 import type {
   AdditionalPolicy,
@@ -54,7 +54,6 @@ const IN_KEYS = [...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1
 const DNS_POLICIES: readonly DnsPolicy[] = ['SignAlways', 'SignOnlyIfInDNS', 'TempFailIfNotInDNS'];
 const ADDITIONAL_POLICIES: readonly AdditionalPolicy[] = ['Always', 'OnlyIfMissingDomainBlock'];
 const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]+?[?*+]?$/;
-const SELECTOR = /^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*$/;
 
 export const DEFAULT_SETTINGS: SignatureSettings = {
   selector: 'default',
@@ -323,7 +322,7 @@ function fileKeyReader(cwd: string, warn: (path: readonly string[], message: str
 
 function readSettings(v: Validator, raw: Raw, path: readonly string[], base: SignatureSettings): SignatureSettings {
   const selector = v.string(raw, path, 'selector');
-  if (selector !== undefined && !SELECTOR.test(selector)) v.error([...path, 'selector'], `expected a DNS label (a-z 0-9 - _, up to 63), got "${selector}"`);
+  if (selector !== undefined && !isSelector(selector)) v.error([...path, 'selector'], `expected a DNS label (a-z 0-9 - _, up to 63), got "${selector}"`);
   const algorithm = v.oneOf(raw, path, 'algorithm', SIGNING_ALGORITHMS as readonly SigningAlgorithm[]);
   const canonText = v.string(raw, path, 'canonicalization');
   let canonicalization = base.canonicalization;

@@ -13,6 +13,7 @@ import {
   formatSignatureHeader,
   isDomainName,
   isSameOrSubdomain,
+  isSelector,
   type SigningAlgorithm,
 } from './signature.js';
 
@@ -92,7 +93,7 @@ export function expandHeaderList(spec: readonly string[], fields: readonly Heade
 function checkRequest(r: SignRequest): void {
   const d = r.domain.toLowerCase();
   if (!isDomainName(d)) throw new SignRequestError(`domain "${r.domain}" is not a domain name`);
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*)*$/.test(r.selector)) {
+  if (!isSelector(r.selector)) {
     throw new SignRequestError(`selector "${r.selector}" is not a DNS label sequence`);
   }
   const parts = algorithmParts(r.algorithm);

@@ -180,6 +180,15 @@ export function isDomainName(d: string): boolean {
   return d.split('.').every((label) => /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/i.test(label) || /^xn--[a-z0-9-]+$/i.test(label));
 }
 
+/**
+ * RFC 6376 §3.1 selector syntax (sub-domain labels; "_" allowed, as DNS
+ * practice has it). For selectors we write: parsing others' signatures is
+ * more lenient on purpose.
+ */
+export function isSelector(s: string): boolean {
+  return /^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*$/.test(s) && s.length <= 253;
+}
+
 /** Label-aware: `fexample.net` is not under `example.net` (DKIM-PITFALLS 21). */
 export function isSameOrSubdomain(child: string, parent: string): boolean {
   return child === parent || child.endsWith(`.${parent}`);

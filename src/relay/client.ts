@@ -68,7 +68,7 @@ export class NextHop {
       const s = connect({ host: options.host, port: options.port });
       const timer = setTimeout(() => {
         s.destroy();
-        reject(new RelayError('timeout', `no connection to ${options.host}:${options.port} within ${options.timeoutMs} ms`));
+        reject(new RelayError('connect', `no connection to ${options.host}:${options.port} within ${options.timeoutMs} ms`));
       }, options.timeoutMs);
       s.once('connect', () => {
         clearTimeout(timer);

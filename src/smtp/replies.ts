@@ -23,7 +23,7 @@ export function fromReply(reply: Reply): ReplyError {
 export function toReply(err: unknown): ReplyError {
   if (err instanceof ReplyError) return err;
   if (err instanceof RelayError) {
-    if (err.kind === 'connect' || (err.kind === 'timeout' && /no connection/.test(err.message))) return new ReplyError(451, `Next hop is down (${err.message}); try again later`, { cause: err });
+    if (err.kind === 'connect') return new ReplyError(451, `Next hop is down (${err.message}); try again later`, { cause: err });
     return new ReplyError(451, `Next hop failed: ${err.message}; try again later`, { cause: err });
   }
   return new ReplyError(451, 'Internal error; try again later', { cause: err });
