@@ -34,8 +34,8 @@ export class Spool {
     if (this.disposed) throw new Error('spool already disposed');
     this.bytes += chunk.length;
     if (!this.file && this.memoryBytes + chunk.length <= this.threshold) {
-      // Copy: the caller's buffer may be reused (the WebAssembly scanner's is).
-      this.memory.push(Buffer.from(chunk));
+      // The stream's chunks are ours to keep: no copy.
+      this.memory.push(chunk);
       this.memoryBytes += chunk.length;
       return;
     }
