@@ -176,15 +176,16 @@ describe('out: sign and relay', () => {
   it('passes XFORWARD attributes from the client on to the next hop', async () => {
     const c = await client(proxy.port);
     try {
-      const xf = await c.command('XFORWARD NAME=mail.client.example ADDR=192.0.2.7 PROTO=ESMTP HELO=client.example');
-      assert.equal(xf.code, 250);
+      // What Postfix's smtp client sends (smtp_send_xforward_command = yes): two commands, a port, an unknown name.
+      assert.equal((await c.command('XFORWARD NAME=[UNAVAILABLE] ADDR=192.0.2.7 PORT=45678 HELO=client.example')).code, 250);
+      assert.equal((await c.command('XFORWARD IDENT=2EDB820E144 PROTO=ESMTP SOURCE=REMOTE')).code, 250);
       assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
       assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
       assert.equal((await c.data([Buffer.from(MESSAGE, 'latin1')], 1))[0]!.code, 250);
     } finally {
       await c.quit();
     }
-    assert.deepEqual(sink.messages[0]!.xforward, { NAME: 'mail.client.example', ADDR: '192.0.2.7', PROTO: 'ESMTP', HELO: 'client.example' });
+    assert.deepEqual(sink.messages[0]!.xforward, { NAME: '[UNAVAILABLE]', ADDR: '192.0.2.7', PORT: '45678', HELO: 'client.example', IDENT: '2EDB820E144', PROTO: 'ESMTP', SOURCE: 'REMOTE' });
   });
 
   it('relays nothing when the client vanishes mid-DATA, and leaves no spool file', async () => {

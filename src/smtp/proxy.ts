@@ -22,7 +22,7 @@ import type { InListenerConfig, ListenerConfig, ProxyConfig } from '../config/ty
 import type { KeyLookup } from '../dns/resolver.js';
 import { authorDomain } from '../policy/author.js';
 import { planSignatures, toSignRequest } from '../policy/signing.js';
-import { isPositive, NextHop, replyText, type Reply } from '../relay/client.js';
+import { isPositive, NextHop, RelayError, replyText, type Reply } from '../relay/client.js';
 import { receive, type BodyHandler } from './receive.js';
 import { fromReply, ReplyError, toReply } from './replies.js';
 
@@ -100,6 +100,23 @@ export function stripForgedResults(headerBlock: Buffer, authservId: string): { b
   return { block: Buffer.from(keep.map((f) => f.raw).join(''), 'latin1'), removed: fields.length - keep.length };
 }
 
+/**
+ * The client's XFORWARD attributes as the next hop should get them. smtp-server
+ * keeps them parsed: PORT as a number, "[UNAVAILABLE]" as false, and the
+ * socket's own address under "ADDR:DEFAULT" (ours, not to be passed on).
+ */
+export function forwardedAttributes(session: SMTPServerSession): Map<string, string> {
+  const parsed = (session as { xForward?: Map<string, string | number | boolean> }).xForward;
+  const out = new Map<string, string>();
+  for (const [key, value] of parsed ?? []) {
+    if (key.includes(':')) continue;
+    if (value === false || value === '') out.set(key, '[UNAVAILABLE]');
+    else if (key === 'ADDR' && typeof value === 'string' && value.includes(':')) out.set(key, `IPV6:${value}`);
+    else out.set(key, String(value));
+  }
+  return out;
+}
+
 export interface ProxyServer {
   readonly kind: ProxyKind;
   listen(): Promise<{ host: string; port: number }>;
@@ -126,6 +143,16 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
       sessions.set(session.id, s);
     }
     return s;
+  };
+
+  /** The reply for a failed command; faults that are not a reply of ours are logged with their cause. */
+  const refusal = (stage: string, session: SMTPServerSession, err: unknown): ReplyError => {
+    const reply = toReply(err);
+    if (!(err instanceof ReplyError)) {
+      const relay = err instanceof RelayError;
+      deps.log[relay ? 'warn' : 'error']({ kind, cid: session.id, client: session.remoteAddress, stage, err }, relay ? 'next hop failed' : 'internal error');
+    }
+    return reply;
   };
 
   async function hopFor(session: SMTPServerSession): Promise<NextHop> {
@@ -174,14 +201,13 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
           s.open = false;
         }
         s.accepted = [];
-        const xf = new Map([...((session as { xForward?: Map<string, string> }).xForward ?? new Map<string, string>())].filter(([k]) => !k.includes(':')));
-        await hop.xforward(xf);
+        await hop.xforward(forwardedAttributes(session));
         const reply = await hop.command(`MAIL FROM:<${address.address}>${params(address.args, hop, MAIL_PARAMS)}`);
         if (!isPositive(reply)) throw fromReply(reply);
         s.open = true;
       })().then(
         () => callback(),
-        (err: unknown) => callback(toReply(err)),
+        (err: unknown) => callback(refusal('MAIL', session, err)),
       );
     },
 
@@ -193,7 +219,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
         state(session).accepted.push(address.address);
       })().then(
         () => callback(),
-        (err: unknown) => callback(toReply(err)),
+        (err: unknown) => callback(refusal('RCPT', session, err)),
       );
     },
 
@@ -206,7 +232,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
         })
         .then(
         (result) => callback(null, result),
-        (err: unknown) => callback(toReply(err)),
+        (err: unknown) => callback(refusal('DATA', session, err)),
       );
     },
 

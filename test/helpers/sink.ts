@@ -63,12 +63,13 @@ export async function startSink(behaviour: SinkBehaviour = {}, tls?: { key: Buff
           callback(err);
           return;
         }
-        const xf = (session as unknown as { xForward?: Map<string, string> }).xForward ?? new Map<string, string>();
+        // smtp-server parses XFORWARD values (PORT a number, [UNAVAILABLE] false or an empty NAME): back to the wire form.
+        const xf = (session as unknown as { xForward?: Map<string, string | number | false> }).xForward ?? new Map<string, string>();
         sink.messages.push({
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address),
           data,
-          xforward: Object.fromEntries([...xf].filter(([k]) => !k.includes(':'))),
+          xforward: Object.fromEntries([...xf].filter(([k]) => !k.includes(':')).map(([k, v]) => [k, v === false || v === '' ? '[UNAVAILABLE]' : String(v)])),
           mailParams: session.envelope.mailFrom ? { ...(session.envelope.mailFrom.args as Record<string, unknown>) } : {},
           secure: session.secure,
         });
