@@ -4,14 +4,12 @@
  * transaction in flight and exits 0. LMTP on the listener side.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { NextHop } from '../src/relay/client.js';
-import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
-import { ROOT } from './helpers/fixtures.js';
+import { makeConfigDir } from './helpers/config-dir.js';
+import { startDaemon } from './helpers/daemon.js';
 import { MESSAGES } from './helpers/messages.js';
 import { send, startProxy } from './helpers/proxy.js';
 import { startSink, type Sink } from './helpers/sink.js';
@@ -22,43 +20,6 @@ before(async () => {
 });
 after(async () => sink?.stop());
 
-interface Daemon {
-  readonly child: ChildProcess;
-  readonly lines: Record<string, unknown>[];
-  /** Resolves with the first log line matching, within 10 s. */
-  waitFor(pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
-}
-
-function startDaemon(dir: ConfigDir): Daemon {
-  const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', dir.file], { cwd: dir.dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Record<string, unknown>[] = [];
-  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
-  let buffer = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    buffer += d.toString();
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) !== -1) {
-      const l = JSON.parse(buffer.slice(0, nl)) as Record<string, unknown>;
-      buffer = buffer.slice(nl + 1);
-      lines.push(l);
-      for (const w of [...waiters]) if (w.pred(l)) waiters.splice(waiters.indexOf(w), 1) && w.resolve(l);
-    }
-  });
-  child.stderr!.on('data', (d: Buffer) => lines.push({ stderr: d.toString() }));
-  return {
-    child,
-    lines,
-    waitFor(pred) {
-      const seen = lines.find(pred);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no such log line within 10 s; got:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`)), 10_000);
-        waiters.push({ pred, resolve: (l) => (clearTimeout(timer), resolve(l)) });
-      });
-    },
-  };
-}
-
 const outToml = (selector: string, workers = 1): string => `workers = ${workers}\n[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\n\n[domain."example.com"]\nselector = "${selector}"\n`;
 
 describe('dkim-proxy run', () => {
@@ -67,7 +28,7 @@ describe('dkim-proxy run', () => {
       { domain: 'example.com', selector: 's1' },
       { domain: 'example.com', selector: 's2' },
     ]);
-    const d = startDaemon(dir);
+    const d = startDaemon(dir.file, dir.dir);
     try {
       const listening = await d.waitFor((l) => l['msg'] === 'listening');
       const port = Number(String(listening['listen']).split(':').pop());
@@ -123,7 +84,7 @@ describe('dkim-proxy run', () => {
   it('refuses to start on a bad config with exit 78 and the errors', async () => {
     const dir = makeConfigDir('[out]\nlisten = "127.0.0.1:0"\nrelay = "nowhere"\n');
     try {
-      const d = startDaemon(dir);
+      const d = startDaemon(dir.file, dir.dir);
       const [code] = await once(d.child, 'exit');
       assert.equal(code, 78);
       assert.match(JSON.stringify(d.lines), /out\.relay: expected \\"host:port\\"/);
@@ -139,7 +100,7 @@ describe('dkim-proxy run with two workers', () => {
       { domain: 'example.com', selector: 's1' },
       { domain: 'example.com', selector: 's2' },
     ]);
-    const d = startDaemon(dir);
+    const d = startDaemon(dir.file, dir.dir);
     const listening = (): Record<string, unknown>[] => d.lines.filter((l) => l['msg'] === 'listening');
     const until = async (cond: () => boolean, what: string): Promise<void> => {
       for (let k = 0; k < 200 && !cond(); k++) await new Promise((r) => setTimeout(r, 25));

@@ -41,7 +41,6 @@ function craft(message: string, tagsBeforeB: string, h: string[], c: Canonicaliz
 }
 
 const body = (m: Buffer | string): string => (typeof m === 'string' ? m : m.toString('latin1'));
-const prependHeader = (m: Buffer, header: string): Buffer => Buffer.concat([Buffer.from(`${header}\r\n`, 'latin1'), m]);
 const insertAfterSignature = (m: Buffer, header: string): Buffer => {
   const s = body(m);
   const at = s.indexOf('\r\nFrom:') + 2;

@@ -1,0 +1,132 @@
+/**
+ * A real Postfix, both directions, with the README's configuration:
+ * submission → content_filter → dkim-proxy out → re-injection → delivery, and
+ * smtp → smtpd_proxy_filter → dkim-proxy in → re-injection → delivery.
+ * Messages go in with swaks; the delivered copies are checked with Mail::DKIM
+ * and our verifier against keys served by dnsmasq; Postfix's log must show the
+ * original client (XFORWARD); with dkim-proxy stopped, mail waits in Postfix's
+ * queue and is delivered once it is back.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { verifyMessage } from '../src/dkim/index.js';
+import { createKeyLookup } from '../src/dns/resolver.js';
+import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
+import { startDaemon, type Daemon } from './helpers/daemon.js';
+import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
+import { mailDkimVerify } from './helpers/peers.js';
+import { eventually, freeTcpPort, mboxMessage, postfixUnavailable, readmeBlock, startPostfix, substitute, type Postfix } from './helpers/postfix.js';
+
+const run = promisify(execFile);
+const skip = postfixUnavailable();
+
+/** Submits with swaks; returns Postfix's queue id from its 250 reply. */
+async function swaks(port: number, from: string, to: string, args: string[]): Promise<string> {
+  const { stdout } = await run('swaks', ['--server', `127.0.0.1:${port}`, '--from', from, '--to', to, '--helo', 'client.example', ...args], { timeout: 30_000 });
+  const id = /<-\s+250 [\d.]+ Ok: queued as (\w+)/.exec(stdout)?.[1];
+  if (!id) throw new Error(`swaks: no queue id in\n${stdout}`);
+  return id;
+}
+
+describe('Postfix, both directions, with the README configuration', { skip }, () => {
+  let dns: TestDns;
+  let postfix: Postfix;
+  let config: ConfigDir;
+  let daemon: Daemon;
+  const ports = new Map<string, number>();
+  const verifyOurs = async (message: Buffer): Promise<string[]> => (await verifyMessage(message, createKeyLookup({ servers: [dns.server], timeoutMs: 2000 }), Math.floor(Date.now() / 1000))).map((o) => o.result);
+
+  const startProxy = async (): Promise<Daemon> => {
+    const d = startDaemon(config.file, config.dir);
+    await d.port('out');
+    await d.port('in');
+    return d;
+  };
+
+  before(async () => {
+    for (const name of ['submission', 'smtp', '10025', '10026', '10027', '10028']) ports.set(name, await freeTcpPort());
+    const p = (name: string): number => ports.get(name)!;
+    // 127.0.0.1:10027 and [127.0.0.1]:10027 alike.
+    const relayPorts = new Map<string | RegExp, string>(['10025', '10026', '10027', '10028'].map((n) => [new RegExp(`(127\\.0\\.0\\.1\\]?):${n}\\b`, 'g'), `$1:${p(n)}`]));
+
+    // dkim-proxy: the README's file, keys made where it says, DNS pointed at dnsmasq.
+    const toml = substitute(readmeBlock('dkim-proxy.toml'), new Map([...relayPorts, ['/etc/dkim-proxy/keys/', 'keys/']]));
+    config = makeConfigDir(toml, [{ domain: 'example.com', selector: 's2026' }]);
+    dns = await startDnsmasq(config.records, ['example.com', 'example.net']);
+    writeFileSync(config.file, `${toml}\n[dns]\nservers = ["${dns.server}"]\ntimeout_ms = 2000\n\n[log]\nlevel = "info"\n`);
+
+    const masterCf = substitute(
+      readmeBlock('master.cf'),
+      new Map<string | RegExp, string>([
+        [/^submission inet/m, `127.0.0.1:${p('submission')} inet`],
+        [/^smtp      inet/m, `127.0.0.1:${p('smtp')} inet`],
+        ...relayPorts,
+      ]),
+    );
+    postfix = await startPostfix({ masterCf, mainCf: readmeBlock('main.cf'), domains: ['example.com', 'example.net'], mailboxes: ['bob@example.net', 'alice@example.com'] });
+    daemon = await startProxy();
+  });
+
+  after(async () => {
+    await daemon?.stop();
+    await postfix?.stop();
+    await dns?.stop();
+  });
+
+  const logTail = (): string => `Postfix log:\n${postfix.maillog()}\ndkim-proxy log:\n${daemon.lines.map((l) => JSON.stringify(l)).join('\n')}`;
+
+  it('signs what is submitted: delivered signed, verified by Mail::DKIM and by us, XFORWARD in the log', async () => {
+    const subject = 'outbound through Postfix';
+    const queueId = await swaks(ports.get('submission')!, 'alice@example.com', 'bob@example.net', ['--header', `Subject: ${subject}`, '--body', 'Signed on its way out.\n.leading dot\n']);
+    const delivered = await eventually('the signed message in bob\'s mailbox', () => mboxMessage(postfix.mailbox('bob@example.net'), subject), 30_000, logTail);
+
+    assert.match(delivered.toString('latin1'), /^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.com; s=s2026;/m);
+    const file = join(postfix.dir, 'outbound.eml');
+    writeFileSync(file, delivered);
+    const peer = await mailDkimVerify([file], dns.port);
+    assert.deepEqual(peer.map((r) => r.result), ['pass'], JSON.stringify(peer));
+    assert.deepEqual(await verifyOurs(delivered), ['pass']);
+
+    // The re-injection smtpd learned the original client and queue id from dkim-proxy's XFORWARD.
+    const log = postfix.maillog();
+    assert.match(log, new RegExp(`postfix/dksign-return/smtpd\\[\\d+\\]: \\w+: client=localhost\\[127\\.0\\.0\\.1\\], orig_queue_id=${queueId}, orig_client=localhost\\[127\\.0\\.0\\.1\\]`), log);
+    const relayed = await daemon.waitFor((l) => l['msg'] === 'message relayed' && l['kind'] === 'out');
+    assert.deepEqual(relayed['signatures'], [{ d: 'example.com', s: 's2026', a: 'rsa-sha256' }]);
+  });
+
+  it('verifies what arrives: the delivered copy carries our Authentication-Results, and a forged one is gone', async () => {
+    // The message signed above comes back in from outside, with a forged result claiming our name.
+    const signed = mboxMessage(postfix.mailbox('bob@example.net'), 'outbound through Postfix')!.toString('latin1');
+    const inbound = `Authentication-Results: mx.example.com; dkim=pass header.d=forged.example\r\n${signed.slice(signed.indexOf('DKIM-Signature:'))}`;
+    const file = join(postfix.dir, 'inbound.eml');
+    writeFileSync(file, inbound);
+    await swaks(ports.get('smtp')!, 'bob@example.net', 'alice@example.com', ['--data', file]);
+    const delivered = await eventually('the verified message in alice\'s mailbox', () => mboxMessage(postfix.mailbox('alice@example.com'), 'outbound through Postfix'), 30_000, logTail);
+    const text = delivered.toString('latin1');
+    const results = text.match(/^Authentication-Results:.*(?:\r\n[ \t].*)*/gm) ?? [];
+    assert.equal(results.length, 1, text);
+    assert.match(results[0]!, /^Authentication-Results: mx\.example\.com;\s+dkim=pass header\.d=example\.com header\.i=@example\.com header\.s=s2026 header\.a=rsa-sha256 header\.b=/);
+    const verified = await daemon.waitFor((l) => l['msg'] === 'message relayed' && l['kind'] === 'in');
+    assert.equal(verified['forgedResultsRemoved'], 1);
+  });
+
+  it('keeps submitted mail deferred in Postfix\'s queue while dkim-proxy is down, and delivers it once it is back', async () => {
+    assert.equal(await daemon.stop(), 0);
+    const subject = 'submitted while dkim-proxy was down';
+    const queueId = await swaks(ports.get('submission')!, 'alice@example.com', 'bob@example.net', ['--header', `Subject: ${subject}`, '--body', 'Waits in the queue.']);
+    await eventually('Postfix defers it', () => (new RegExp(`${queueId}: to=<bob@example\\.net>, relay=none, .*status=deferred \\(connect to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${ports.get('10027')}: Connection refused\\)`).test(postfix.maillog()) ? true : undefined), 30_000, logTail);
+    const queue = (await postfix.postqueue('-j')).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { queue_id: string; queue_name: string });
+    assert.deepEqual(queue.map((q) => [q.queue_id, q.queue_name]), [[queueId, 'deferred']]);
+    assert.equal(mboxMessage(postfix.mailbox('bob@example.net'), subject), undefined);
+
+    daemon = await startProxy();
+    await postfix.postqueue('-f');
+    const delivered = await eventually('the deferred message delivered', () => mboxMessage(postfix.mailbox('bob@example.net'), subject), 30_000, logTail);
+    assert.deepEqual(await verifyOurs(delivered), ['pass']);
+    assert.equal((await postfix.postqueue('-j')).trim(), '', 'the queue is empty');
+  });
+});
