@@ -19,7 +19,8 @@ import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { mailDkimVerify } from './helpers/peers.js';
-import { eventually, freeTcpPort, mboxMessage, postfixUnavailable, readmeBlock, startPostfix, substitute, type Postfix } from './helpers/postfix.js';
+import { freeTcpPort } from './helpers/ports.js';
+import { eventually, mboxMessage, postfixUnavailable, readmeBlock, startPostfix, substitute, type Postfix } from './helpers/postfix.js';
 
 const run = promisify(execFile);
 const skip = postfixUnavailable();

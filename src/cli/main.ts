@@ -7,6 +7,7 @@ import { keygenCommand, KEYGEN_HELP } from './keygen.js';
 import { runCommand, RUN_HELP } from './run.js';
 import { CliError, EXIT } from './output.js';
 import { signCommand, SIGN_HELP } from './sign.js';
+import { statsCommand, STATS_HELP } from './stats.js';
 import { verifyCommand, VERIFY_HELP } from './verify.js';
 
 const HELP = `Usage: dkim-proxy <command> [options]
@@ -18,6 +19,7 @@ Commands:
   keygen        make a signing key and print the DNS record to publish
   check-config  validate a configuration and print the signing table
   dns-check     check that every configured key is published and matches
+  stats         what the running proxy has signed, verified and relayed
 
 Run 'dkim-proxy <command> --help' for a command's options.
 `;
@@ -29,6 +31,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   keygen: { run: keygenCommand, help: KEYGEN_HELP },
   'check-config': { run: checkConfigCommand, help: CHECK_CONFIG_HELP },
   'dns-check': { run: dnsCheckCommand, help: DNS_CHECK_HELP },
+  stats: { run: statsCommand, help: STATS_HELP },
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -5,16 +5,20 @@ import { LiveConfig } from '../config/live.js';
 import type { ProxyConfig } from '../config/types.js';
 import { cachedLookup } from '../dns/cache.js';
 import { createKeyLookup, type KeyLookup } from '../dns/resolver.js';
-import { createLogger } from '../ops/log.js';
+import { readiness } from '../ops/health.js';
+import { startOpsServer, type OpsServer } from '../ops/http.js';
+import { createLogger, type LogFormat } from '../ops/log.js';
+import { AggregatorRegistry, createProcessMetrics, createProxyMetrics, exposition, NO_METRICS, Registry, serveToPrimary, type ProcessMetrics, type PrometheusContentType, type ProxyMetrics } from '../ops/metrics.js';
 import { createProxy, type ProxyServer } from '../smtp/proxy.js';
 import { DEFAULT_CONFIG, formatIssue } from './config.js';
 import { CliError, EXIT } from './output.js';
 
-export const RUN_HELP = `Usage: dkim-proxy run [--config FILE] [--log-level LEVEL]
+export const RUN_HELP = `Usage: dkim-proxy run [--config FILE] [--log-level LEVEL] [--log-format FORMAT]
 
 Starts the listeners configured in [out] (sign and relay) and [in] (verify
-and relay), in \`workers\` processes that share them (default: one per core).
-Logs are JSON lines on stdout.
+and relay), in \`workers\` processes that share them (default: one per core),
+and the metrics and health endpoint on [metrics] listen (/metrics, /healthz,
+/readyz). Logs are JSON lines on stdout; readable lines on a terminal.
 
 Signals: SIGTERM or SIGINT stop accepting, finish the transactions in flight
 (up to 30 s), and exit 0. SIGHUP reloads the configuration and keys; a bad
@@ -24,14 +28,43 @@ A worker that dies is replaced.
 Options:
   -c, --config FILE        the configuration (default: ${DEFAULT_CONFIG})
       --log-level LEVEL    trace, debug, info, warn, error (default: [log] level)
+      --log-format FORMAT  json, pretty, or auto: pretty on a terminal (default: [log] format)
 `;
 
-function lookupFor(config: ProxyConfig): KeyLookup {
+function lookupFor(config: ProxyConfig, metrics: ProxyMetrics): KeyLookup {
   return cachedLookup(createKeyLookup({ servers: config.dns.servers, timeoutMs: config.dns.timeoutMs }), {
     ttlSeconds: config.dns.cacheTtlSeconds,
     negativeTtlSeconds: config.dns.negativeTtlSeconds,
     maxEntries: config.dns.cacheEntries,
+    observe: (event) => metrics.dnsCache(event),
   });
+}
+
+function warnIfMetricsMoved(before: ProxyConfig, after: ProxyConfig, log: Logger): void {
+  const a = before.metrics.listen;
+  const b = after.metrics.listen;
+  if (a?.host !== b?.host || a?.port !== b?.port) log.warn('[metrics] listen changed: restart dkim-proxy for it to take effect');
+}
+
+const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
+
+/** A worker tells the primary which listeners it has up, for /readyz. */
+interface ListeningMessage {
+  readonly type: 'dkim-proxy:listening';
+  readonly kind: 'out' | 'in';
+}
+const isListeningMessage = (m: unknown): m is ListeningMessage => typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'dkim-proxy:listening';
+
+async function startOps(live: LiveConfig, log: Logger, metrics: () => Promise<string>, listening: (kind: 'out' | 'in') => boolean): Promise<OpsServer | undefined> {
+  const at = live.config.metrics.listen;
+  if (!at) return undefined;
+  try {
+    const ops = await startOpsServer(at, { metrics, readiness: () => readiness(live.config, listening) }, log);
+    log.info({ listen: `${ops.address.host}:${ops.address.port}` }, 'metrics and health endpoint listening');
+    return ops;
+  } catch (err) {
+    throw new CliError(`cannot listen on ${at.host}:${at.port} for [metrics]: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, EXIT.tempFail);
+  }
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
@@ -40,6 +73,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string', short: 'c', default: DEFAULT_CONFIG },
       'log-level': { type: 'string' },
+      'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -53,12 +87,22 @@ export async function runCommand(argv: string[]): Promise<number> {
     throw new CliError(`${opened.issues.map((i) => formatIssue(values.config, i)).join('\n')}\n${values.config}: not started`, EXIT.config);
   }
   const live = opened.live;
-  const log = createLogger(values['log-level'] ?? live.config.log.level);
+  const format = values['log-format'] ?? live.config.log.format;
+  if (!(LOG_FORMATS as readonly string[]).includes(format)) throw new CliError(`--log-format: expected one of ${LOG_FORMATS.join(', ')}, got "${format}"`, EXIT.usage);
+  const log = createLogger(values['log-level'] ?? live.config.log.level, undefined, format as LogFormat);
   if (cluster.isPrimary && live.config.workers > 1) return runPrimary(live, log, values.config);
-  let lookup = lookupFor(live.config);
-  const deps = { config: () => live.config, lookup: (name: string) => lookup(name), log };
+
+  // One registry per process; a worker's is summed by the primary, which serves it.
+  const registry = new Registry();
+  const metrics = live.config.metrics.listen || cluster.isWorker ? createProxyMetrics(registry) : NO_METRICS;
+  if (cluster.isWorker) serveToPrimary(registry);
+  const processMetrics: ProcessMetrics | undefined = cluster.isWorker ? undefined : createProcessMetrics(registry);
+  processMetrics?.workers(1);
+  let lookup = lookupFor(live.config, metrics);
+  const deps = { config: () => live.config, lookup: (name: string) => lookup(name), log, metrics };
 
   const proxies: ProxyServer[] = [];
+  const listening = new Set<'out' | 'in'>();
   for (const kind of ['out', 'in'] as const) if (live.config[kind]) proxies.push(createProxy(kind, deps));
   if (proxies.length === 0) throw new CliError(`${values.config}: neither [out] nor [in] is configured: nothing to run`, EXIT.config);
   for (const p of proxies) {
@@ -66,22 +110,35 @@ export async function runCommand(argv: string[]): Promise<number> {
     try {
       const at = await p.listen();
       log.info({ kind: p.kind, listen: `${at.host}:${at.port}`, relay: `${l.relay.host}:${l.relay.port}`, protocol: l.protocol }, 'listening');
+      listening.add(p.kind);
+      if (cluster.isWorker) process.send?.({ type: 'dkim-proxy:listening', kind: p.kind } satisfies ListeningMessage);
     } catch (err) {
       for (const q of proxies) await q.close().catch(() => undefined);
       throw new CliError(`cannot listen on ${l.listen.host}:${l.listen.port} for [${p.kind}]: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, EXIT.tempFail);
     }
   }
+  let ops: OpsServer | undefined;
+  if (!cluster.isWorker) {
+    try {
+      ops = await startOps(live, log, () => exposition(registry, undefined), (kind) => listening.has(kind));
+    } catch (err) {
+      for (const q of proxies) await q.close().catch(() => undefined);
+      throw err;
+    }
+  }
 
   live.onChange((config) => {
-    lookup = lookupFor(config);
+    lookup = lookupFor(config, metrics);
   });
   process.on('SIGHUP', () => {
     const before = live.config;
     void live.reload().then((r) => {
       if (!r.ok) {
+        processMetrics?.reload('refused');
         log.error({ file: values.config, errors: r.issues.map((i) => formatIssue(values.config, i)) }, 'reload refused: the configuration in force is unchanged');
         return;
       }
+      processMetrics?.reload('ok');
       for (const kind of ['out', 'in'] as const) {
         const a = before[kind];
         const b = r.config[kind];
@@ -89,6 +146,7 @@ export async function runCommand(argv: string[]): Promise<number> {
           log.warn({ kind }, 'listen address changed: restart dkim-proxy for it to take effect');
         }
       }
+      warnIfMetricsMoved(before, r.config, log);
       log.info({ file: values.config, domains: r.config.signing.domains.size }, 'configuration and keys reloaded');
     });
   });
@@ -96,7 +154,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log.info({ signal }, 'stopping: no new connections, finishing transactions in flight');
-      void Promise.all(proxies.map((p) => p.close())).then(() => {
+      void Promise.all([...proxies.map((p) => p.close()), ops?.close()]).then(() => {
         log.info('stopped');
         log.flush(() => resolve());
       });
@@ -120,20 +178,34 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
   const deaths: number[] = [];
   // Our own count: node:cluster still lists a worker when its 'exit' fires.
   const alive = new Set<Worker>();
+  const registry = new Registry();
+  const processMetrics = createProcessMetrics(registry);
+  const aggregator = new AggregatorRegistry<PrometheusContentType>();
+  const listening = new Map<Worker, Set<'out' | 'in'>>();
   const fork = (): Worker => {
     const w = cluster.fork();
     alive.add(w);
+    processMetrics.workers(alive.size);
+    w.on('message', (m: unknown) => {
+      if (isListeningMessage(m)) listening.set(w, new Set([...(listening.get(w) ?? []), m.kind]));
+    });
     return w;
   };
   for (let k = 0; k < wanted; k++) fork();
   log.info({ workers: wanted }, 'started workers');
+  const ops = await startOps(live, log, () => exposition(registry, aggregator), (kind) => [...listening.values()].some((kinds) => kinds.has(kind))).catch((err: unknown) => {
+    for (const w of alive) w.process.kill('SIGTERM');
+    throw err;
+  });
 
   return new Promise<number>((resolve) => {
     const finish = (code: number): void => {
-      log.flush(() => resolve(code));
+      void (ops?.close() ?? Promise.resolve()).then(() => log.flush(() => resolve(code)));
     };
     cluster.on('exit', (worker, code, signal) => {
       alive.delete(worker);
+      listening.delete(worker);
+      processMetrics.workers(alive.size);
       if (stopping) {
         log.info({ worker: worker.process.pid, code, signal }, 'worker stopped');
         if (alive.size === 0) {
@@ -159,9 +231,11 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
     process.on('SIGHUP', () => {
       void live.reload().then((r) => {
         if (!r.ok) {
+          processMetrics.reload('refused');
           log.error({ file, errors: r.issues.map((i) => formatIssue(file, i)) }, 'reload refused: the configuration in force is unchanged');
           return;
         }
+        processMetrics.reload('ok');
         for (const w of alive) w.process.kill('SIGHUP');
         log.info({ file, workers: alive.size }, 'reload passed on to the workers');
       });

@@ -229,12 +229,12 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   const inListener = readListener(v, raw, 'in', IN_KEYS);
   const dns = readDns(v, raw);
   const logRaw = v.table(raw, [], 'log') ?? {};
-  v.known(logRaw, ['log'], ['level']);
+  v.known(logRaw, ['log'], ['level', 'format']);
   const metricsRaw = v.table(raw, [], 'metrics') ?? {};
   v.known(metricsRaw, ['metrics'], ['listen']);
-  const metricsListen = readHostPort(v, metricsRaw, ['metrics'], 'listen');
+  const metricsListen = readHostPort(v, metricsRaw, ['metrics'], 'listen', true);
+  if (metricsListen && !/^(127\.|::1$|localhost$)/.test(metricsListen.host)) warn(['metrics', 'listen'], `serves metrics and health on ${metricsListen.host}, beyond this host: keep it behind a firewall`);
   const workers = v.integer(raw, [], 'workers', 1, 256) ?? availableParallelism();
-  if (metricsListen) warn(['metrics', 'listen'], 'the Prometheus endpoint is not served by this version yet; the setting is kept for when it is');
   for (const l of [out, inListener]) {
     if (l && l.allowClients.some((c) => c.endsWith('/0'))) warn([l === out ? 'out' : 'in', 'allow_clients'], 'allows every address: an open signing proxy signs spam for anyone');
   }
@@ -293,7 +293,10 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     in: inListener,
     dns,
     signing,
-    log: Object.freeze({ level: v.oneOf(logRaw, ['log'], 'level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? 'info' }),
+    log: Object.freeze({
+      level: v.oneOf(logRaw, ['log'], 'level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? 'info',
+      format: v.oneOf(logRaw, ['log'], 'format', ['auto', 'json', 'pretty'] as const) ?? 'auto',
+    }),
     metrics: Object.freeze({ listen: metricsListen }),
     workers,
   });

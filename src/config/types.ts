@@ -105,7 +105,11 @@ export interface ProxyConfig {
   readonly in: InListenerConfig | undefined;
   readonly dns: DnsConfig;
   readonly signing: SigningConfig;
-  readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
+  readonly log: {
+    readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+    /** auto: readable (pino-pretty) when stdout is a terminal, JSON lines otherwise. */
+    readonly format: 'auto' | 'json' | 'pretty';
+  };
   readonly metrics: { readonly listen: HostPort | undefined };
   /** Processes sharing the listeners (node:cluster); default: the number of cores. */
   readonly workers: number;

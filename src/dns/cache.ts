@@ -12,6 +12,8 @@ export interface CacheOptions {
   readonly maxEntries: number;
   /** For tests: the clock, in ms. */
   readonly now?: () => number;
+  /** Told of every hit and miss (metrics; the stats below are per cache, and a reload makes a new one). */
+  readonly observe?: (event: 'hit' | 'miss') => void;
 }
 
 export interface CacheStats {
@@ -34,15 +36,18 @@ export function cachedLookup(lookup: KeyLookup, options: CacheOptions): CachedLo
     const hit = entries.get(key);
     if (hit && hit.expires > now()) {
       stats.hits++;
+      options.observe?.('hit');
       return hit.answer;
     }
     if (hit) entries.delete(key);
     const pending = inFlight.get(key);
     if (pending) {
       stats.hits++;
+      options.observe?.('hit');
       return pending;
     }
     stats.misses++;
+    options.observe?.('miss');
     const query = lookup(name).then((answer) => {
       inFlight.delete(key);
       const ttl = answer.kind === 'found' ? options.ttlSeconds : answer.kind === 'nxdomain' ? options.negativeTtlSeconds : 0;

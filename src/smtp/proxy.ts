@@ -25,6 +25,7 @@ import { planSignatures, toSignRequest } from '../policy/signing.js';
 import { isPositive, NextHop, RelayError, replyText, type Reply } from '../relay/client.js';
 import { receive, type BodyHandler } from './receive.js';
 import { fromReply, ReplyError, toReply } from './replies.js';
+import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
 
 export type ProxyKind = 'out' | 'in';
 
@@ -34,6 +35,7 @@ export interface ProxyDeps {
   readonly lookup: KeyLookup;
   readonly log: Logger;
   readonly now?: () => number;
+  readonly metrics?: ProxyMetrics;
 }
 
 interface SessionState {
@@ -129,6 +131,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
   const initial = listenerOf(deps.config(), kind);
   const sessions = new Map<string, SessionState>();
   const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
+  const metrics = deps.metrics ?? NO_METRICS;
   let allow = { cidrs: initial.allowClients, list: allowList(initial.allowClients) };
   const allowed = (address: string): boolean => {
     const current = listenerOf(deps.config(), kind).allowClients;
@@ -148,6 +151,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
   /** The reply for a failed command; faults that are not a reply of ours are logged with their cause. */
   const refusal = (stage: string, session: SMTPServerSession, err: unknown): ReplyError => {
     const reply = toReply(err);
+    if (err instanceof RelayError) metrics.relay(kind, err.kind === 'connect' ? 'unreachable' : 'failed');
     if (!(err instanceof ReplyError)) {
       const relay = err instanceof RelayError;
       deps.log[relay ? 'warn' : 'error']({ kind, cid: session.id, client: session.remoteAddress, stage, err }, relay ? 'next hop failed' : 'internal error');
@@ -186,6 +190,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
       // The socket's own address: XFORWARD later rewrites session.remoteAddress.
       if (!allowed(session.remoteAddress)) {
         deps.log.warn({ kind, client: session.remoteAddress }, 'client refused: not in allow_clients');
+        metrics.clientRefused(kind);
         callback(new ReplyError(554, `Access denied: ${session.remoteAddress} may not use this ${kind === 'out' ? 'signing' : 'verifying'} proxy`));
         return;
       }
@@ -226,14 +231,27 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
     onData(stream, session, callback) {
       const s = state(session);
       s.busy = true;
-      transaction(stream, session)
+      metrics.inFlight(kind, 1);
+      const started = process.hrtime.bigint();
+      const size = { bytes: 0 };
+      const account = (code: number): void => metrics.transaction(kind, code, size.bytes, Number(process.hrtime.bigint() - started) / 1e9);
+      transaction(stream, session, size)
         .finally(() => {
           s.busy = false;
+          metrics.inFlight(kind, -1);
         })
         .then(
-        (result) => callback(null, result),
-        (err: unknown) => callback(refusal('DATA', session, err)),
-      );
+          (result) => {
+            // LMTP: one reply per recipient; the transaction counts as relayed if any was.
+            account(Array.isArray(result) ? (result.some((r) => typeof r === 'string') ? 250 : (result[0] as ReplyError).responseCode) : 250);
+            callback(null, result);
+          },
+          (err: unknown) => {
+            const reply = refusal('DATA', session, err);
+            account(reply.responseCode);
+            callback(reply);
+          },
+        );
     },
 
     onClose(session) {
@@ -254,7 +272,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
   server.on('error', (err) => deps.log.error({ kind, err }, 'listener error'));
 
   /** One message: receive, sign or verify, relay; the result is what smtp-server replies. */
-  async function transaction(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string | (string | Error)[]> {
+  async function transaction(stream: SMTPServerDataStream, session: SMTPServerSession, size: { bytes: number }): Promise<string | (string | Error)[]> {
     const started = process.hrtime.bigint();
     const config = deps.config();
     const l = listenerOf(config, kind);
@@ -279,11 +297,19 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
         if (kind === 'out') {
           const author = authorDomain(parsed);
           fields['authorDomain'] = author.ok ? author.domain : null;
-          const plan = await planSignatures(config.signing, author.ok ? author.domain : null, deps.lookup);
-          if (plan.kind === 'tempfail') throw new ReplyError(451, `Not signed, try again later: ${plan.reason}`);
+          const authorName = author.ok ? author.domain : null;
+          const plan = await planSignatures(config.signing, authorName, deps.lookup);
+          if (plan.kind === 'tempfail') {
+            metrics.signing(authorName, 'tempfail', []);
+            throw new ReplyError(451, `Not signed, try again later: ${plan.reason}`);
+          }
           if (plan.kind === 'unsigned') {
             const reason = author.ok ? plan.reason : author.reason;
-            if (config.signing.unsigned === 'refuse') throw new ReplyError(550, `Refused: no signing rule for this message (${reason})`);
+            if (config.signing.unsigned === 'refuse') {
+              metrics.signing(authorName, 'refused', []);
+              throw new ReplyError(550, `Refused: no signing rule for this message (${reason})`);
+            }
+            metrics.signing(authorName, 'unsigned', []);
             fields['unsigned'] = reason;
             blockOut = headerBlock;
             return { update: () => {} };
@@ -293,6 +319,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
           outcome = async () => {
             prefix = signer.finish(now()).join('');
             fields['signatures'] = plan.signers.map((x) => ({ d: x.domain, s: x.selector, a: x.algorithm }));
+            metrics.signing(plan.signers[0]!.domain, 'signed', plan.signers);
           };
           return signer;
         }
@@ -307,6 +334,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
           const outcomes: DkimOutcome[] = verifier.finish(new Map(answers), now());
           prefix = formatAuthenticationResults(inConfig.authservId, outcomes);
           fields['results'] = outcomes.map((o) => ({ result: o.result, d: o.sig.d, s: o.sig.s, a: o.sig.a, ...('reason' in o ? { reason: o.reason } : {}) }));
+          metrics.verified(outcomes);
         };
         return verifier;
       },
@@ -317,6 +345,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
       throw err;
     });
 
+    size.bytes = received.bytes;
     if (received.kind !== 'ok') {
       if (s.hop && !s.hop.broken) await s.hop.command('RSET').catch(() => undefined);
       s.open = false;
@@ -345,6 +374,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
         throw err;
       }
       s.open = false;
+      for (const r of replies) metrics.relay(kind, r.code);
       const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
       deps.log.info({ ...logBase, ...fields, bytes: received.bytes, relay: replies.map((r) => `${r.code} ${replyText(r)}`), latencyMs: Math.round(latencyMs * 10) / 10 }, 'message relayed');
       if (l.protocol === 'lmtp') {

@@ -7,7 +7,6 @@
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,16 +23,6 @@ export function readmeBlock(name: string): string {
   const m = /```[^\n]*\n([\s\S]*?)```/.exec(readme.slice(at + marker.length));
   if (!m) throw new Error(`README: no fenced block after ${marker}`);
   return m[1]!;
-}
-
-/** A free TCP port on 127.0.0.1 (for configs that must name a port before anything listens). */
-export async function freeTcpPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (!address || typeof address !== 'object') throw new Error('no port');
-  return address.port;
 }
 
 /** Replaces every `from` (exact text) by `to`. */
