@@ -52,6 +52,25 @@ describe('check-config', () => {
     });
   }
 
+  it('--json gives the signing table as data, and the errors with file, line and key', async () => {
+    const ok = await cli(['check-config', '--json']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const body = JSON.parse(ok.stdout) as Record<string, unknown>;
+    assert.equal(body['valid'], true);
+    assert.deepEqual(body['out'], { listen: '127.0.0.1:10027', relay: '127.0.0.1:10028', protocol: 'smtp', allowClients: ['127.0.0.1/32', '::1/128'] });
+    assert.deepEqual(body['domains'], []);
+
+    const d = makeConfigDir('[out]\nlisten = "127.0.0.1:10027"\nrelay = "nowhere"\n');
+    try {
+      const bad = await cli(['check-config', '--json', '--config', d.file]);
+      assert.equal(bad.code, 78);
+      const errors = (JSON.parse(bad.stdout) as { valid: boolean; errors: unknown[] }).errors;
+      assert.deepEqual(errors, [{ file: d.file, line: 3, key: 'out.relay', message: 'expected "host:port" (IPv6 as "[::1]:port"), got "nowhere"' }]);
+    } finally {
+      rmSync(d.dir, { recursive: true, force: true });
+    }
+  });
+
   it('exits 78 and prints every error with file:line: key', async () => {
     const d = makeConfigDir('[out]\nlisten = "127.0.0.1:10027"\nrelay = "nowhere"\n\n[domain."example.com"]\nselector = "bad selector"\n');
     try {
@@ -97,6 +116,25 @@ describe('dns-check and sign --config', () => {
     assert.match(line('wrong.example'), /^mismatch +.*is not the one in/);
     assert.match(line('missing.example'), /^absent +.*no TXT record/);
     assert.match(line('testing.example'), /^testing +.*t=y/);
+  });
+
+  it('dns-check colours its verdicts on a terminal only, and gives --json for scripts', async () => {
+    const coloured = await cli(['dns-check', '--config', d.file], undefined, d.dir, { FORCE_COLOR: '1' });
+    assert.match(coloured.stdout, /^\x1b\[32mok\x1b\[39m +s1\._domainkey\.good\.example/m);
+    assert.match(coloured.stdout, /^\x1b\[31mmismatch\x1b\[39m +s1\._domainkey\.wrong\.example/m);
+    assert.match(coloured.stdout, /^\x1b\[33mtesting\x1b\[39m +s1\._domainkey\.testing\.example/m);
+    const json = await cli(['dns-check', '--config', d.file, '--json'], undefined, d.dir, { FORCE_COLOR: '1' });
+    assert.equal(json.code, 1);
+    const records = JSON.parse(json.stdout) as { status: string; domain: string; selector: string }[];
+    assert.deepEqual(
+      records.map((r) => [r.domain, r.selector, r.status]).sort(),
+      [
+        ['good.example', 's1', 'ok'],
+        ['missing.example', 's1', 'absent'],
+        ['testing.example', 's1', 'testing'],
+        ['wrong.example', 's1', 'mismatch'],
+      ],
+    );
   });
 
   it('dns-check exits 0 when every record matches', async () => {

@@ -61,6 +61,27 @@ describe('dkim-proxy command line', () => {
     assert.deepEqual((await dkimpyVerify([file], dns.port)).map((r) => r.result), ['pass']);
   });
 
+  it('keygen and verify give --json for scripts', async () => {
+    const made = await cli(['keygen', '--domain', 'example.org', '--selector', 'json', '--out', dir, '--json']);
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal(made.stderr, '');
+    const k = JSON.parse(made.stdout) as { file: string; algorithm: string; name: string; record: string; strings: string[] };
+    assert.equal(k.file, join(dir, 'example.org', 'json.key'));
+    assert.equal(statSync(k.file).mode & 0o777, 0o600);
+    assert.equal(k.name, 'json._domainkey.example.org.');
+    assert.match(k.record, /^v=DKIM1; k=rsa; p=MII/);
+    assert.equal(k.strings.join(''), k.record);
+
+    const signed = await cli(['sign', '-d', 'example.org', '-s', 'cli', '-k', join(dir, 'example.org', 'cli.key')], MESSAGES['plain']!);
+    const tampered = signed.stdout.replace('See you tomorrow', 'See you never');
+    const verified = await cli(['verify', '--dns-server', dns.server, '--authserv-id', 'mx.test', '--json'], tampered);
+    assert.equal(verified.code, 1);
+    assert.deepEqual(JSON.parse(verified.stdout), {
+      results: [{ result: 'fail', d: 'example.org', s: 'cli', a: 'rsa-sha256', reason: 'body hash did not verify', detail: null, testing: false }],
+      authenticationResults: `Authentication-Results: mx.test; dkim=fail reason="body hash did not verify" header.d=example.org header.i=@example.org header.s=cli header.a=rsa-sha256 header.b=${/ b=([A-Za-z0-9+/]{8})/.exec(signed.stdout.replace(/\r\n[ \t]+/g, ' '))![1]}`,
+    });
+  });
+
   it('signs with ed25519 and verifies from stdin', async () => {
     const signed = await cli(['sign', '-d', 'example.org', '-s', 'clied', '-a', 'ed25519-sha256', '-c', 'simple/simple', '-k', join(dir, 'example.org', 'clied.key')], MESSAGES['8bit utf-8']!);
     assert.equal(signed.code, 0, signed.stderr);

@@ -1,10 +1,12 @@
 import { parseArgs } from 'node:util';
-import type { ProxyConfig, Signer } from '../config/types.js';
+import { loadConfig } from '../config/load.js';
+import type { ListenerConfig, ProxyConfig, Signer } from '../config/types.js';
 import { DEFAULT_CONFIG, loadOrFail } from './config.js';
 import { EXIT } from './output.js';
+import { paint, type Paint } from './style.js';
 import { table } from './table.js';
 
-export const CHECK_CONFIG_HELP = `Usage: dkim-proxy check-config [--config FILE]
+export const CHECK_CONFIG_HELP = `Usage: dkim-proxy check-config [--config FILE] [--json]
 
 Validates the configuration (every error at once, with file, line and key),
 loads every private key, and prints the effective signing table.
@@ -12,18 +14,19 @@ Exit status: 0 when valid, 78 when not.
 
 Options:
   -c, --config FILE   the configuration (default: ${DEFAULT_CONFIG})
+      --json          print {valid, errors, warnings, ...the signing table} as JSON
 `;
 
 const canon = (s: Signer): string => `${s.canonicalization.header}/${s.canonicalization.body}`;
 
-export function describeConfig(config: ProxyConfig): string {
+export function describeConfig(config: ProxyConfig, p: Paint = paint()): string {
   let out = '';
   const l = (name: string, x: ProxyConfig['out']): string =>
     x ? `${name}: ${x.listen.host}:${x.listen.port} -> ${x.relay.host}:${x.relay.port} (${x.protocol}; clients ${x.allowClients.join(', ')})\n` : `${name}: off\n`;
   out += l('out', config.out) + l('in', config.in);
   if (config.in) out += `in: authserv-id ${config.in.authservId}\n`;
   out += `dns: ${config.dns.servers.length ? config.dns.servers.join(', ') : 'system resolvers'}, timeout ${config.dns.timeoutMs} ms\n\n`;
-  const rows: string[][] = [['author domain', 'd=', 's=', 'algorithm', 'canon', 'policy', 'key', 'also']];
+  const rows: string[][] = [['author domain', 'd=', 's=', 'algorithm', 'canon', 'policy', 'key', 'also'].map(p.bold)];
   for (const b of config.signing.domains.values()) {
     rows.push([b.subdomains ? `${b.name} (+subdomains)` : b.name, b.signer.domain, b.signer.selector, b.signer.algorithm, canon(b.signer), b.policy, b.signer.keySource, b.additionalSignatures.join(',') || '-']);
   }
@@ -31,7 +34,7 @@ export function describeConfig(config: ProxyConfig): string {
   out += table(rows);
   if (config.signing.signatures.size > 0) {
     out += '\n';
-    const sigRows: string[][] = [['signature', 'd=', 's=', 'algorithm', 'canon', 'policy', 'key']];
+    const sigRows: string[][] = [['signature', 'd=', 's=', 'algorithm', 'canon', 'policy', 'key'].map(p.bold)];
     for (const s of config.signing.signatures.values()) sigRows.push([s.name, s.signer.domain, s.signer.selector, s.signer.algorithm, canon(s.signer), s.policy, s.signer.keySource]);
     out += table(sigRows);
   }
@@ -39,13 +42,42 @@ export function describeConfig(config: ProxyConfig): string {
   return out;
 }
 
+const signerJson = (s: Signer): Record<string, unknown> => ({ domain: s.domain, selector: s.selector, algorithm: s.algorithm, canonicalization: canon(s), key: s.keySource });
+const listenerJson = (l: ListenerConfig | undefined): Record<string, unknown> | null =>
+  l ? { listen: `${l.listen.host}:${l.listen.port}`, relay: `${l.relay.host}:${l.relay.port}`, protocol: l.protocol, allowClients: l.allowClients } : null;
+
+/** The effective configuration as data, for scripts (no key material: key sources are paths or vault names). */
+export function configJson(config: ProxyConfig): Record<string, unknown> {
+  return {
+    out: listenerJson(config.out),
+    in: config.in ? { ...listenerJson(config.in), authservId: config.in.authservId } : null,
+    dns: { servers: config.dns.servers, timeoutMs: config.dns.timeoutMs },
+    metrics: config.metrics.listen ? `${config.metrics.listen.host}:${config.metrics.listen.port}` : null,
+    workers: config.workers,
+    domains: [...config.signing.domains.values()].map((b) => ({ name: b.name, subdomains: b.subdomains, policy: b.policy, ...signerJson(b.signer), also: b.additionalSignatures })),
+    signatures: [...config.signing.signatures.values()].map((s) => ({ name: s.name, policy: s.policy, ...signerJson(s.signer) })),
+    unsigned: config.signing.unsigned,
+  };
+}
+
 export async function checkConfigCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c', default: DEFAULT_CONFIG }, help: { type: 'boolean', short: 'h', default: false } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c', default: DEFAULT_CONFIG }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
+  });
   if (values.help) {
     process.stdout.write(CHECK_CONFIG_HELP);
     return EXIT.ok;
   }
+  if (values.json) {
+    const r = await loadConfig(values.config);
+    const issues = (list: typeof r.warnings) => list.map((i) => ({ file: values.config, line: i.line ?? null, key: i.key, message: i.message }));
+    const body = r.ok ? { file: values.config, valid: true, errors: [], warnings: issues(r.warnings), ...configJson(r.config) } : { file: values.config, valid: false, errors: issues(r.issues), warnings: issues(r.warnings) };
+    process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    return r.ok ? EXIT.ok : EXIT.config;
+  }
   const config = await loadOrFail(values.config);
-  process.stdout.write(`${values.config}: OK\n${describeConfig(config)}`);
+  const p = paint();
+  process.stdout.write(`${values.config}: ${p.good('OK')}\n${describeConfig(config, p)}`);
   return EXIT.ok;
 }

@@ -4,9 +4,10 @@ import { createKeyLookup } from '../dns/resolver.js';
 import { checkPublished } from '../policy/published.js';
 import { DEFAULT_CONFIG, loadOrFail } from './config.js';
 import { EXIT } from './output.js';
+import { paint } from './style.js';
 import { table } from './table.js';
 
-export const DNS_CHECK_HELP = `Usage: dkim-proxy dns-check [--config FILE] [--dns-server HOST:PORT]
+export const DNS_CHECK_HELP = `Usage: dkim-proxy dns-check [--config FILE] [--dns-server HOST:PORT] [--json]
 
 For every configured domain and signature: is the key record published,
 well-formed, and the public half of our private key? Is it in testing mode?
@@ -16,6 +17,7 @@ Exit status: 0 when every record matches, 1 when one is missing or wrong,
 Options:
   -c, --config FILE          the configuration (default: ${DEFAULT_CONFIG})
       --dns-server HOST:PORT  ask this server instead of [dns] servers (repeatable)
+      --json                  print one object per record, for scripts
 `;
 
 export async function dnsCheckCommand(argv: string[]): Promise<number> {
@@ -24,6 +26,7 @@ export async function dnsCheckCommand(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string', short: 'c', default: DEFAULT_CONFIG },
       'dns-server': { type: 'string', multiple: true },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -37,10 +40,12 @@ export async function dnsCheckCommand(argv: string[]): Promise<number> {
   for (const b of config.signing.domains.values()) signers.set(`${b.signer.selector}._domainkey.${b.signer.domain}`, b.signer);
   for (const s of config.signing.signatures.values()) signers.set(`${s.signer.selector}._domainkey.${s.signer.domain}`, s.signer);
   if (signers.size === 0) {
-    process.stdout.write('no [domain] or [signature] blocks: nothing to check\n');
+    process.stdout.write(values.json ? '[]\n' : 'no [domain] or [signature] blocks: nothing to check\n');
     return EXIT.ok;
   }
+  const colour = paint();
   const rows: string[][] = [];
+  const records: Record<string, string>[] = [];
   let bad = 0;
   let temp = 0;
   for (const [name, signer] of signers) {
@@ -56,9 +61,10 @@ export async function dnsCheckCommand(argv: string[]): Promise<number> {
       if (p.state === 'temperror') temp++;
       else bad++;
     }
-    rows.push([status, name, signer.algorithm, detail]);
+    rows.push([colour.status(status), name, signer.algorithm, detail]);
+    records.push({ status, name, domain: signer.domain, selector: signer.selector, algorithm: signer.algorithm, detail });
   }
-  process.stdout.write(table(rows));
+  process.stdout.write(values.json ? `${JSON.stringify(records, null, 2)}\n` : table(rows));
   if (bad > 0) return EXIT.notVerified;
   return temp > 0 ? EXIT.tempFail : EXIT.ok;
 }

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { formatKeyRecord, generateSigningKey, KEY_KINDS, splitTxt, type KeyKind } from '../dkim/index.js';
 import { isDomainName, isSelector } from '../dkim/signature.js';
 import { CliError, EXIT, usageError } from './output.js';
+import { paint } from './style.js';
 
 export const KEYGEN_HELP = `Usage: dkim-proxy keygen --domain D --selector S [options]
 
@@ -19,6 +20,7 @@ Options:
       --zone            print SELECTOR._domainkey.DOMAIN. IN TXT ( "..." "..." )
       --testing         publish the record with t=y (receivers treat mail as unsigned)
       --force           overwrite an existing key file
+      --json            print {file, algorithm, name, record, strings} as JSON
 `;
 
 export async function keygenCommand(argv: string[]): Promise<number> {
@@ -32,6 +34,7 @@ export async function keygenCommand(argv: string[]): Promise<number> {
       testing: { type: 'boolean', default: false },
       zone: { type: 'boolean', default: false },
       force: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -58,11 +61,16 @@ export async function keygenCommand(argv: string[]): Promise<number> {
   }
   const record = formatKeyRecord(key, { testing: values.testing });
   const name = `${values.selector}._domainkey.${domain}.`;
-  const strings = splitTxt(record).map((s) => `"${s}"`).join(' ');
-  process.stderr.write(`wrote ${file} (${values.algorithm}, mode 0600)\npublish this TXT record at ${name}\n`);
-  process.stdout.write(values.zone ? `${name} IN TXT ( ${strings} )\n` : `${strings}\n`);
-  if (values.algorithm === 'ed25519') {
-    process.stderr.write('note: many receivers cannot verify ed25519 yet; sign with an RSA key as well.\n');
+  const parts = splitTxt(record);
+  const strings = parts.map((s) => `"${s}"`).join(' ');
+  const note = values.algorithm === 'ed25519' ? 'many receivers cannot verify ed25519 yet; sign with an RSA key as well' : undefined;
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ file, algorithm: values.algorithm, name, record, strings: parts, ...(note ? { note } : {}) }, null, 2)}\n`);
+    return EXIT.ok;
   }
+  const p = paint(process.stderr);
+  process.stderr.write(`${p.good('wrote')} ${file} (${values.algorithm}, mode 0600)\npublish this TXT record at ${p.bold(name)}\n`);
+  process.stdout.write(values.zone ? `${name} IN TXT ( ${strings} )\n` : `${strings}\n`);
+  if (note) process.stderr.write(`${p.warn('note:')} ${note}.\n`);
   return EXIT.ok;
 }

@@ -3,8 +3,9 @@ import { formatAuthenticationResults, normalizeLineEnds, verifyMessage, type Dki
 import { createKeyLookup } from '../dns/resolver.js';
 import { readMessage } from './io.js';
 import { EXIT, usageError } from './output.js';
+import { paint, type Paint } from './style.js';
 
-export const VERIFY_HELP = `Usage: dkim-proxy verify [options] [MESSAGE]
+export const VERIFY_HELP = `Usage: dkim-proxy verify [options] [MESSAGE] [--json]
 
 Verifies every DKIM-Signature of MESSAGE (a file, or stdin). Prints one line
 per signature, then the Authentication-Results header the 'in' proxy would add.
@@ -18,11 +19,12 @@ Options:
       --authserv-id ID         authserv-id for the header (default: localhost)
       --max-signatures N       check at most N signatures (default 10)
       --legacy-sha1            accept rsa-sha1 signatures
+      --json                   print {results, authenticationResults} as JSON
 `;
 
-function describe(o: DkimOutcome): string {
+function describe(o: DkimOutcome, p: Paint): string {
   const s = o.sig;
-  const parts = [o.result.padEnd(9), `d=${s.d ?? '?'}`, `s=${s.s ?? '?'}`, `a=${s.a ?? '?'}`];
+  const parts = [p.status(o.result) + ' '.repeat(Math.max(0, 9 - o.result.length)), `d=${s.d ?? '?'}`, `s=${s.s ?? '?'}`, `a=${s.a ?? '?'}`];
   if ('reason' in o) parts.push(`reason="${o.reason}${o.detail ? `: ${o.detail}` : ''}"`);
   if ('testing' in o && o.testing) parts.push('(key in testing mode)');
   if ('unsignedBodyBytes' in o && o.unsignedBodyBytes !== undefined) parts.push(`(l= leaves ${o.unsignedBodyBytes} octets unsigned)`);
@@ -39,6 +41,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
       'authserv-id': { type: 'string', default: 'localhost' },
       'max-signatures': { type: 'string', default: '10' },
       'legacy-sha1': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -55,9 +58,24 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   const message = normalizeLineEnds(await readMessage(positionals[0]));
   const lookup = createKeyLookup({ servers: values['dns-server'] ?? [], timeoutMs });
   const outcomes = await verifyMessage(message, lookup, Math.floor(Date.now() / 1000), { maxSignatures, allowSha1: values['legacy-sha1'] });
-  if (outcomes.length === 0) process.stdout.write('none      no DKIM-Signature\n');
-  for (const o of outcomes) process.stdout.write(`${describe(o)}\n`);
-  process.stdout.write(formatAuthenticationResults(values['authserv-id'], outcomes).replace(/\r\n/g, '\n'));
+  const header = formatAuthenticationResults(values['authserv-id'], outcomes);
+  if (values.json) {
+    const results = outcomes.map((o) => ({
+      result: o.result,
+      d: o.sig.d ?? null,
+      s: o.sig.s ?? null,
+      a: o.sig.a ?? null,
+      reason: 'reason' in o ? o.reason : null,
+      detail: 'detail' in o && o.detail !== undefined ? o.detail : null,
+      testing: 'testing' in o ? o.testing : false,
+    }));
+    process.stdout.write(`${JSON.stringify({ results, authenticationResults: header.replace(/\r\n[ \t]*/g, ' ').trim() }, null, 2)}\n`);
+  } else {
+    const p = paint();
+    if (outcomes.length === 0) process.stdout.write(`${p.status('none')}      no DKIM-Signature\n`);
+    for (const o of outcomes) process.stdout.write(`${describe(o, p)}\n`);
+    process.stdout.write(header.replace(/\r\n/g, '\n'));
+  }
 
   // RFC 6376 §3.6.1: a key in testing mode counts as unsigned, so it neither passes nor fails here.
   const counted = outcomes.filter((o) => !('testing' in o && o.testing));
