@@ -1,4 +1,4 @@
-# Build stage: compile TypeScript with the dev dependencies.
+# Build stage: compile TypeScript with the dev dependencies, then drop them.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
@@ -15,11 +15,18 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
-COPY config ./config
+COPY config/examples/container.toml /etc/dkim-proxy/dkim-proxy.toml
 RUN useradd --system --home-dir /app --shell /usr/sbin/nologin dkim \
- && mkdir -p /app/keys && chown dkim:dkim /app/keys && chmod 0700 /app/keys
+ && install -d -o dkim -g dkim -m 0700 /etc/dkim-proxy/keys /var/spool/dkim-proxy
 USER dkim
-VOLUME ["/app/keys"]
+# Config and keys come from outside; the spool is scratch space for large messages.
+VOLUME ["/etc/dkim-proxy", "/var/spool/dkim-proxy"]
+EXPOSE 10025 10027 9090
+# `docker stop` sends SIGTERM: dkim-proxy stops accepting and finishes the
+# transactions in flight (up to 30 s), so give it that: docker stop -t 35,
+# or stop_grace_period: 35s in compose.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["node", "/app/dist/src/cli/main.js", "health", "--config", "/etc/dkim-proxy/dkim-proxy.toml"]
 ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
-# Mount your own config over /app/config: the shipped one listens on loopback only.
-CMD ["run", "--config", "/app/config/dkim-proxy.toml"]
+CMD ["run", "--config", "/etc/dkim-proxy/dkim-proxy.toml"]

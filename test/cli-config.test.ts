@@ -4,9 +4,9 @@
  * checked by Mail::DKIM and dkimpy.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { formatKeyRecord, generateSigningKey } from '../src/dkim/index.js';
 import { expandKeyPath, loadConfig } from '../src/config/load.js';
@@ -30,15 +30,17 @@ describe('check-config', () => {
 
   for (const example of examples) {
     it(`passes config/examples/${example} once its keys exist`, async () => {
-      const file = join(ROOT, 'config/examples', example);
+      const cwd = mkdtempSync(join(tmpdir(), 'dkim-proxy-example-'));
+      // Absolute key paths (the container's /etc/dkim-proxy) are moved under the temp dir.
+      const file = join(cwd, example);
+      writeFileSync(file, readFileSync(join(ROOT, 'config/examples', example), 'utf8').replaceAll('"/etc/dkim-proxy/', `"${cwd}/etc/dkim-proxy/`));
       // Learn which keys the example names, make them, then check for real.
       const dry = await loadConfig(file, { skipKeys: true, env: {} });
       assert.ok(dry.ok, dry.ok ? '' : dry.issues.map((i) => `${i.key}: ${i.message}`).join('\n'));
-      const cwd = mkdtempSync(join(tmpdir(), 'dkim-proxy-example-'));
       try {
         const signers = [...dry.config.signing.domains.values(), ...dry.config.signing.signatures.values()].map((b) => b.signer);
         for (const s of signers) {
-          const path = join(cwd, expandKeyPath(s.keyFile, s.domain, s.selector));
+          const path = resolve(cwd, expandKeyPath(s.keyFile, s.domain, s.selector));
           mkdirSync(join(path, '..'), { recursive: true });
           writeFileSync(path, generateSigningKey(s.algorithm === 'ed25519-sha256' ? 'ed25519' : 'rsa-2048').pem, { mode: 0o600 });
         }
@@ -100,7 +102,7 @@ describe('dns-check and sign --config', () => {
     zone.set('s1._domainkey.wrong.example', [formatKeyRecord(generateSigningKey('rsa-2048').key)]);
     zone.set('s1._domainkey.testing.example', [d.records.get('s1._domainkey.testing.example')![0]!.replace('v=DKIM1; ', 'v=DKIM1; t=y; ')]);
     dns = await startDnsmasq(zone, domains);
-    writeFileSync(d.file, `[dns]\nservers = ["${dns.server}"]\ntimeout_ms = 2000\n\n` + (await import('node:fs')).readFileSync(d.file, 'utf8'));
+    writeFileSync(d.file, `[dns]\nservers = ["${dns.server}"]\ntimeout_ms = 2000\n\n` + readFileSync(d.file, 'utf8'));
   });
 
   after(async () => {

@@ -144,6 +144,9 @@ ${extra}`;
       checks: { config: 'ok', 'out listener': 'ok', 'in listener': 'ok', [`out next hop 127.0.0.1:${sink.port}`]: 'ok', [`in next hop 127.0.0.1:${sink.port}`]: 'ok' },
     });
     assert.equal((await get('/nothing')).status, 404);
+    const healthy = await cli(['health', '--url', `http://127.0.0.1:${ports.metrics}/readyz`, '--ready']);
+    assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
+    assert.match(healthy.stdout, /^ready  http:\/\/127\.0\.0\.1:\d+\/readyz  config: ok, out listener: ok/);
 
     const port = sink.port;
     await sink.stop();
@@ -153,6 +156,13 @@ ${extra}`;
     assert.equal(why.ready, false);
     assert.equal(why.checks[`out next hop 127.0.0.1:${port}`], 'ECONNREFUSED');
     assert.equal((await get('/healthz')).status, 200, 'the process is still up');
+    const notReady = await cli(['health', '--url', `http://127.0.0.1:${ports.metrics}/readyz`, '--ready']);
+    assert.equal(notReady.code, 1);
+    assert.ok(notReady.stdout.startsWith('HTTP 503  '), notReady.stdout);
+    assert.ok(notReady.stdout.includes(`out next hop 127.0.0.1:${port}: ECONNREFUSED`), notReady.stdout);
+    const up = await cli(['health', '--url', `http://127.0.0.1:${ports.metrics}/healthz`]);
+    assert.equal(up.code, 0);
+    assert.equal(up.stdout, `ok  http://127.0.0.1:${ports.metrics}/healthz\n`);
   });
 
   it('counts reloads in the primary: a good one and a refused one', async () => {
@@ -167,11 +177,14 @@ ${extra}`;
     assert.equal(total(s, 'dkim_proxy_config_reloads_total', { result: 'refused' }), 1);
   });
 
-  it('stats says why when nothing answers, and exits 75', async () => {
+  it('stats says why when nothing answers, and exits 75; health says down, exit 1', async () => {
     const closed = await freeTcpPort();
     const r = await cli(['stats', '--url', `http://127.0.0.1:${closed}/metrics`]);
     assert.equal(r.code, 75);
     assert.equal(r.stderr, `dkim-proxy: cannot read http://127.0.0.1:${closed}/metrics: ECONNREFUSED (is dkim-proxy running, with [metrics] listen set?)\n`);
+    const down = await cli(['health', '--url', `http://127.0.0.1:${closed}/healthz`]);
+    assert.equal(down.code, 1);
+    assert.match(down.stdout, /^down  cannot read .*ECONNREFUSED/);
     writeFileSync(`${dir.dir}/zero.toml`, toml());
     const zero = await cli(['stats', '--config', `${dir.dir}/zero.toml`], undefined, dir.dir);
     assert.equal(zero.code, 64);

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -18,6 +18,7 @@ import { createKeyLookup } from '../src/dns/resolver.js';
 import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
+import { cli } from './helpers/cli.js';
 import { mailDkimVerify } from './helpers/peers.js';
 import { freeTcpPort } from './helpers/ports.js';
 import { eventually, mboxMessage, postfixUnavailable, readmeBlock, startPostfix, substitute, type Postfix } from './helpers/postfix.js';
@@ -55,8 +56,12 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     const relayPorts = new Map<string | RegExp, string>(['10025', '10026', '10027', '10028'].map((n) => [new RegExp(`(127\\.0\\.0\\.1\\]?):${n}\\b`, 'g'), `$1:${p(n)}`]));
 
     // dkim-proxy: the README's file, keys made where it says, DNS pointed at dnsmasq.
-    const toml = substitute(readmeBlock('dkim-proxy.toml'), new Map([...relayPorts, ['/etc/dkim-proxy/keys/', 'keys/']]));
-    config = makeConfigDir(toml, [{ domain: 'example.com', selector: 's2026' }]);
+    ports.set('metrics', await freeTcpPort());
+    const withPorts = substitute(readmeBlock('dkim-proxy.toml'), new Map([...relayPorts, ['/etc/dkim-proxy/keys/', 'keys/'], ['127.0.0.1:9090', `127.0.0.1:${p('metrics')}`]]));
+    config = makeConfigDir(withPorts, [{ domain: 'example.com', selector: 's2026' }]);
+    const spool = join(config.dir, 'spool');
+    mkdirSync(spool, { mode: 0o700 });
+    const toml = substitute(withPorts, new Map([['/var/spool/dkim-proxy', spool]]));
     dns = await startDnsmasq(config.records, ['example.com', 'example.net']);
     writeFileSync(config.file, `${toml}\n[dns]\nservers = ["${dns.server}"]\ntimeout_ms = 2000\n\n[log]\nlevel = "info"\n`);
 
@@ -97,6 +102,12 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     assert.match(log, new RegExp(`postfix/dksign-return/smtpd\\[\\d+\\]: \\w+: client=localhost\\[127\\.0\\.0\\.1\\], orig_queue_id=${queueId}, orig_client=localhost\\[127\\.0\\.0\\.1\\]`), log);
     const relayed = await daemon.waitFor((l) => l['msg'] === 'message relayed' && l['kind'] === 'out');
     assert.deepEqual(relayed['signatures'], [{ d: 'example.com', s: 's2026', a: 'rsa-sha256' }]);
+
+    // The README's [metrics] is live: ready (both next hops are Postfix), and the message counted.
+    const ready = await cli(['health', '--ready', '--config', config.file], undefined, config.dir);
+    assert.equal(ready.code, 0, ready.stdout + ready.stderr);
+    const stats = JSON.parse((await cli(['stats', '--json', '--config', config.file], undefined, config.dir)).stdout) as { signing: unknown[] };
+    assert.deepEqual(stats.signing, [{ domain: 'example.com', result: 'signed', count: 1 }]);
   });
 
   it('verifies what arrives: the delivered copy carries our Authentication-Results, and a forged one is gone', async () => {
@@ -129,5 +140,6 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     const delivered = await eventually('the deferred message delivered', () => mboxMessage(postfix.mailbox('bob@example.net'), subject), 30_000, logTail);
     assert.deepEqual(await verifyOurs(delivered), ['pass']);
     assert.equal((await postfix.postqueue('-j')).trim(), '', 'the queue is empty');
+    assert.deepEqual(readdirSync(join(config.dir, 'spool')), [], 'nothing left in the spool');
   });
 });

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { checkConfigCommand, CHECK_CONFIG_HELP } from './check-config.js';
 import { dnsCheckCommand, DNS_CHECK_HELP } from './dns-check.js';
+import { healthCommand, HEALTH_HELP } from './health.js';
 import { keygenCommand, KEYGEN_HELP } from './keygen.js';
 import { runCommand, RUN_HELP } from './run.js';
 import { CliError, EXIT } from './output.js';
@@ -20,6 +21,7 @@ Commands:
   check-config  validate a configuration and print the signing table
   dns-check     check that every configured key is published and matches
   stats         what the running proxy has signed, verified and relayed
+  health        is the running proxy up (and, with --ready, ready for mail)?
 
 Run 'dkim-proxy <command> --help' for a command's options.
 `;
@@ -32,6 +34,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   'check-config': { run: checkConfigCommand, help: CHECK_CONFIG_HELP },
   'dns-check': { run: dnsCheckCommand, help: DNS_CHECK_HELP },
   stats: { run: statsCommand, help: STATS_HELP },
+  health: { run: healthCommand, help: HEALTH_HELP },
 };
 
 async function main(argv: string[]): Promise<number> {

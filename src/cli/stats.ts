@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { parseExposition, total, type Sample } from '../ops/scrape.js';
-import { DEFAULT_CONFIG, loadOrFail } from './config.js';
-import { CliError, EXIT, usageError } from './output.js';
+import { DEFAULT_CONFIG } from './config.js';
+import { endpointUrl, fetchEndpoint } from './endpoint.js';
+import { CliError, EXIT } from './output.js';
 import { paint } from './style.js';
 import { table } from './table.js';
 
@@ -126,25 +127,9 @@ export async function statsCommand(argv: string[]): Promise<number> {
     process.stdout.write(STATS_HELP);
     return EXIT.ok;
   }
-  let url = values.url;
-  if (url === undefined) {
-    const config = await loadOrFail(values.config);
-    const at = config.metrics.listen;
-    if (!at) throw new CliError(`${values.config} has no [metrics] listen: nothing to read (set it and restart dkim-proxy, or pass --url)`, EXIT.config);
-    if (at.port === 0) throw usageError(`${values.config}: [metrics] listen has port 0 (the port is chosen at start; the log line "metrics and health endpoint listening" names it): pass --url`);
-    url = `http://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}/metrics`;
-  } else if (!/^https?:\/\//.test(url)) {
-    throw usageError(`--url: expected http://HOST:PORT/metrics, got "${url}"`);
-  }
-  let text: string;
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    text = await res.text();
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err instanceof Error ? err.message : String(err));
-    throw new CliError(`cannot read ${url}: ${cause} (is dkim-proxy running, with [metrics] listen set?)`, EXIT.tempFail);
-  }
+  const url = await endpointUrl(values.config, values.url, '/metrics');
+  const { status, text } = await fetchEndpoint(url);
+  if (status !== 200) throw new CliError(`cannot read ${url}: HTTP ${status}`, EXIT.tempFail);
   const stats = summarize(url, parseExposition(text));
   process.stdout.write(values.json ? `${JSON.stringify(stats, null, 2)}\n` : formatStats(stats));
   return EXIT.ok;
