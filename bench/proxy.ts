@@ -1,10 +1,12 @@
 /**
- * Proxy throughput: `out` signing (RSA-2048) against the same proxy with no
- * signing rule (a pass-through: smtp-server in, our SMTP client out, 250 only
- * after the next hop's 250), in the same run. The proxy runs in its own
- * process on one core (taskset -c 0); the sink and this load generator share
- * the other. A last row runs `out` with two workers on both cores. The generator keeps its connections open and pipelines
- * MAIL/RCPT/DATA, as Postfix does.
+ * Proxy throughput: `out` signing (RSA-2048) against, in the same run, the
+ * same proxy with no signing rule (pass-through), and the issue's two
+ * baselines: a minimal Node proxy (smtp-server in, SMTP client out, 250 only
+ * after the next hop's 250; bench/baseline-proxy.ts) unsigned and signing with
+ * mailauth. Each proxy runs in its own process on one core (taskset -c 0); the
+ * sink and this load generator share the other. A last row runs `out` with two
+ * workers on both cores. The generator keeps its connections open and
+ * pipelines MAIL/RCPT/DATA, as Postfix does.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -90,6 +92,11 @@ async function main(): Promise<void> {
   const sink = start(pin(1, [process.execPath, join(ROOT, 'dist/bench/sink.js')]));
   const sinkPort = Number(await firstLine(sink, (l) => /^\d+$/.test(l)));
   const proxies: { name: string; child: ChildProcess; port: number }[] = [];
+  for (const mode of ['none', 'mailauth'] as const) {
+    const child = start(pin(0, [process.execPath, join(ROOT, 'dist/bench/baseline-proxy.js'), mode, String(sinkPort), join(dir, 'keys', 'example.com', 'bench.key')]));
+    const port = Number(await firstLine(child, (l) => /^\d+$/.test(l)));
+    proxies.push({ name: mode === 'none' ? 'minimal node proxy' : 'minimal + mailauth', child, port });
+  }
   const variants = [
     ['pass-through', '', 1],
     ['out (rsa-2048)', '[domain."example.com"]\nselector = "bench"\n', 1],
@@ -107,15 +114,33 @@ async function main(): Promise<void> {
     proxies.push({ name, child, port });
   }
   console.log(`dkim-proxy proxy benchmark · node ${process.version} · proxy on one core${hasTaskset ? ' (taskset -c 0)' : ' (taskset unavailable: not pinned)'} · ${seconds} s per cell · per-message info logging on\n`);
-  const rows: string[][] = [['size', 'conns', 'proxy', 'msg/s', 'p50 ms', 'p99 ms', 'errors', 'vs pass-through']];
+  const rows: string[][] = [['size', 'conns', 'proxy', 'msg/s', 'p50 ms', 'p99 ms', 'errors', 'vs pass-through', 'vs mailauth']];
   for (const size of [2048, 65536]) {
     const body = message(size);
     for (const conns of [8, 32, 64]) {
-      let base = 0;
-      for (const p of proxies) {
+      const rates = new Map<string, number>();
+      // Measured first, so every row of ours has both its references.
+      const order = [...proxies].sort((a, b) => Number(b.name.startsWith('minimal') || b.name === 'pass-through') - Number(a.name.startsWith('minimal') || a.name === 'pass-through'));
+      const results = new Map<string, Result>();
+      for (const p of order) {
         const r = await load(p.port, conns, body, seconds);
-        if (p.name === 'pass-through') base = r.rate;
-        rows.push([`${size / 1024} KB`, String(conns), p.name, r.rate.toFixed(0), r.p50.toFixed(1), r.p99.toFixed(1), String(r.errors), p.name === 'pass-through' ? '-' : `${((r.rate / base) * 100).toFixed(0)}%`]);
+        rates.set(p.name, r.rate);
+        results.set(p.name, r);
+      }
+      for (const p of proxies) {
+        const r = results.get(p.name)!;
+        const ours = !p.name.startsWith('minimal') && p.name !== 'pass-through';
+        rows.push([
+          `${size / 1024} KB`,
+          String(conns),
+          p.name,
+          r.rate.toFixed(0),
+          r.p50.toFixed(1),
+          r.p99.toFixed(1),
+          String(r.errors),
+          p.name === 'pass-through' ? '-' : `${((r.rate / rates.get('pass-through')!) * 100).toFixed(0)}%`,
+          ours ? `${(r.rate / rates.get('minimal + mailauth')!).toFixed(2)}x` : '-',
+        ]);
       }
     }
   }
