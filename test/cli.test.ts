@@ -127,6 +127,9 @@ describe('dkim-proxy command line', () => {
       [['sign', '--bogus'], /Unknown option '--bogus'/],
       [['keygen', '-d', 'example.org', '-s', 'bad selector!'], /--selector/],
       [['frobnicate'], /unknown command "frobnicate"/],
+      [['run', '--log-level', 'loud'], /--log-level: expected one of trace, debug, info, warn, error, fatal, got "loud"/],
+      [['run', '--log-format', 'xml'], /--log-format: expected one of auto, json, pretty, got "xml"/],
+      [['stats', '--url', 'localhost:9090'], /--url: expected http:\/\/HOST:PORT\/metrics/],
     ];
     for (const [args, message] of cases) {
       const r = await cli(args);

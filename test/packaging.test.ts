@@ -8,14 +8,14 @@
  * command, run against the daemon on the image's config, reports healthy.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { cli } from './helpers/cli.js';
 import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
+import { startDaemon, startNode } from './helpers/daemon.js';
 import { ROOT } from './helpers/fixtures.js';
 import { freeTcpPort } from './helpers/ports.js';
 import { readmeBlock, substitute } from './helpers/postfix.js';
@@ -78,34 +78,16 @@ describe('packaging/dkim-proxy.service', () => {
 
     it('ExecStart runs the daemon: JSON logs, SIGHUP reloads (ExecReload), SIGTERM (KillSignal) drains and exits 0', async () => {
       const [, ...args] = argvOf(directive('ExecStart')[0]!, dir.file);
-      const child = spawn(process.execPath, args, { cwd: dir.dir, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      const seen = (text: string): Promise<void> =>
-        new Promise((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`no "${text}" within 10 s:\n${out}`)), 10_000);
-          const check = (): void => {
-            if (out.includes(text)) {
-              clearTimeout(timer);
-              child.stdout!.off('data', check);
-              resolve();
-            }
-          };
-          child.stdout!.on('data', check);
-          check();
-        });
-      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      const exited = once(child, 'exit');
+      // startNode parses every stdout line as JSON: a line that is not fails the test.
+      const d = startNode(args, dir.dir);
       try {
-        await seen('"msg":"listening"');
-        child.kill('SIGHUP');
-        await seen('"msg":"configuration and keys reloaded"');
+        await d.port('out');
+        d.child.kill('SIGHUP');
+        await d.waitFor((l) => l['msg'] === 'configuration and keys reloaded');
         assert.equal(directive('KillSignal')[0], 'SIGTERM');
-        child.kill('SIGTERM');
-        const [code] = await exited;
-        assert.equal(code, 0);
-        for (const line of out.trim().split('\n')) JSON.parse(line);
+        assert.equal(await d.stop(), 0);
       } finally {
-        child.kill('SIGKILL');
+        d.child.kill('SIGKILL');
       }
     });
   });
@@ -143,30 +125,18 @@ describe('Dockerfile', () => {
       ]),
     );
     const dir = makeConfigDir(toml, [{ domain: 'example.com', selector: 's2026' }]);
-    const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', dir.file], { cwd: dir.dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    const exited = once(child, 'exit');
+    const d = startDaemon(dir.file, dir.dir);
     try {
       const healthArgs = args.map((a) => (a === '/etc/dkim-proxy/dkim-proxy.toml' ? dir.file : a));
-      await new Promise<void>((resolve, reject) => {
-        let out = '';
-        const timer = setTimeout(() => reject(new Error(`the endpoint did not come up within 10 s:\n${out}`)), 10_000);
-        child.stdout!.on('data', (d: Buffer) => {
-          out += d.toString();
-          if (out.includes('"msg":"metrics and health endpoint listening"')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-      });
+      await d.waitFor((l) => l['msg'] === 'metrics and health endpoint listening');
       const r = await cli(healthArgs, undefined, dir.dir);
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.equal(r.stdout, `ok  http://127.0.0.1:${metricsPort}/healthz\n`);
-      child.kill('SIGTERM');
-      assert.equal((await exited)[0], 0);
+      assert.equal(await d.stop(), 0);
       const gone = await cli(healthArgs, undefined, dir.dir);
       assert.equal(gone.code, 1);
     } finally {
-      child.kill('SIGKILL');
+      d.child.kill('SIGKILL');
       await sink.stop();
       rmSync(dir.dir, { recursive: true, force: true });
     }

@@ -2,7 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
 import { LiveConfig } from '../config/live.js';
-import type { ProxyConfig } from '../config/types.js';
+import type { HostPort, ProxyConfig } from '../config/types.js';
 import { cachedLookup } from '../dns/cache.js';
 import { createKeyLookup, type KeyLookup } from '../dns/resolver.js';
 import { readiness } from '../ops/health.js';
@@ -40,13 +40,10 @@ function lookupFor(config: ProxyConfig, metrics: ProxyMetrics): KeyLookup {
   });
 }
 
-function warnIfMetricsMoved(before: ProxyConfig, after: ProxyConfig, log: Logger): void {
-  const a = before.metrics.listen;
-  const b = after.metrics.listen;
-  if (a?.host !== b?.host || a?.port !== b?.port) log.warn('[metrics] listen changed: restart dkim-proxy for it to take effect');
-}
+const moved = (a: HostPort | undefined, b: HostPort | undefined): boolean => a?.host !== b?.host || a?.port !== b?.port;
 
 const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
 /** A worker tells the primary which listeners it has up, for /readyz. */
 interface ListeningMessage {
@@ -89,13 +86,16 @@ export async function runCommand(argv: string[]): Promise<number> {
   const live = opened.live;
   const format = values['log-format'] ?? live.config.log.format;
   if (!(LOG_FORMATS as readonly string[]).includes(format)) throw new CliError(`--log-format: expected one of ${LOG_FORMATS.join(', ')}, got "${format}"`, EXIT.usage);
-  const log = createLogger(values['log-level'] ?? live.config.log.level, undefined, format as LogFormat);
+  const level = values['log-level'] ?? live.config.log.level;
+  if (!LOG_LEVELS.includes(level)) throw new CliError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got "${level}"`, EXIT.usage);
+  const log = createLogger(level, undefined, format as LogFormat);
   if (cluster.isPrimary && live.config.workers > 1) return runPrimary(live, log, values.config);
 
   // One registry per process; a worker's is summed by the primary, which serves it.
   const registry = new Registry();
-  const metrics = live.config.metrics.listen || cluster.isWorker ? createProxyMetrics(registry) : NO_METRICS;
-  if (cluster.isWorker) serveToPrimary(registry);
+  // Workers read the same file as the primary, so they count exactly when it serves.
+  const metrics = live.config.metrics.listen ? createProxyMetrics(registry) : NO_METRICS;
+  if (cluster.isWorker && live.config.metrics.listen) serveToPrimary(registry);
   const processMetrics: ProcessMetrics | undefined = cluster.isWorker ? undefined : createProcessMetrics(registry);
   processMetrics?.workers(1);
   let lookup = lookupFor(live.config, metrics);
@@ -139,14 +139,11 @@ export async function runCommand(argv: string[]): Promise<number> {
         return;
       }
       processMetrics?.reload('ok');
+      // Sockets stay where they were bound.
       for (const kind of ['out', 'in'] as const) {
-        const a = before[kind];
-        const b = r.config[kind];
-        if ((a === undefined) !== (b === undefined) || (a && b && (a.listen.host !== b.listen.host || a.listen.port !== b.listen.port))) {
-          log.warn({ kind }, 'listen address changed: restart dkim-proxy for it to take effect');
-        }
+        if (moved(before[kind]?.listen, r.config[kind]?.listen)) log.warn({ kind }, 'listen address changed: restart dkim-proxy for it to take effect');
       }
-      warnIfMetricsMoved(before, r.config, log);
+      if (moved(before.metrics.listen, r.config.metrics.listen)) log.warn('[metrics] listen changed: restart dkim-proxy for it to take effect');
       log.info({ file: values.config, domains: r.config.signing.domains.size }, 'configuration and keys reloaded');
     });
   });

@@ -3,7 +3,7 @@ import { parseExposition, total, type Sample } from '../ops/scrape.js';
 import { DEFAULT_CONFIG } from './config.js';
 import { endpointUrl, fetchEndpoint } from './endpoint.js';
 import { CliError, EXIT } from './output.js';
-import { paint } from './style.js';
+import { paint, type Paint } from './style.js';
 import { table } from './table.js';
 
 export const STATS_HELP = `Usage: dkim-proxy stats [--config FILE | --url URL] [--json]
@@ -12,7 +12,8 @@ Reads the running proxy's metrics endpoint ([metrics] listen) and prints what
 it has done since it started: messages signed by domain, signatures made,
 verification results by domain, replies to clients and from the next hop,
 latency, DNS cache hits and reloads. Counts are summed over all workers.
-Exit status: 0, 75 when the endpoint cannot be reached, 78 for a bad config.
+Exit status: 0, 75 when the endpoint cannot be reached, 65 when what answers
+is not Prometheus text, 78 for a bad config.
 
 Options:
   -c, --config FILE   the configuration whose [metrics] listen to read (default: ${DEFAULT_CONFIG})
@@ -75,7 +76,7 @@ export function summarize(url: string, samples: readonly Sample[]): Stats {
 }
 
 /** A cross table: one row per `rowKey`, one column per value of `colKey` seen. */
-function crossTable(data: readonly Count[], rowKey: string, colKey: string, colOrder: readonly string[], p: ReturnType<typeof paint>): string {
+function crossTable(data: readonly Count[], rowKey: string, colKey: string, colOrder: readonly string[], p: Paint): string {
   const cols = colOrder.filter((c) => data.some((d) => d[colKey] === c));
   for (const d of data) if (!cols.includes(String(d[colKey]))) cols.push(String(d[colKey]));
   const byRow = new Map<string, Map<string, number>>();
@@ -130,7 +131,13 @@ export async function statsCommand(argv: string[]): Promise<number> {
   const url = await endpointUrl(values.config, values.url, '/metrics');
   const { status, text } = await fetchEndpoint(url);
   if (status !== 200) throw new CliError(`cannot read ${url}: HTTP ${status}`, EXIT.tempFail);
-  const stats = summarize(url, parseExposition(text));
+  let samples: Sample[];
+  try {
+    samples = parseExposition(text);
+  } catch (err) {
+    throw new CliError(`${url} is not a Prometheus metrics endpoint: ${(err as Error).message}`, EXIT.dataError);
+  }
+  const stats = summarize(url, samples);
   process.stdout.write(values.json ? `${JSON.stringify(stats, null, 2)}\n` : formatStats(stats));
   return EXIT.ok;
 }

@@ -3,6 +3,8 @@
  * colours only when the stream is a TTY and NO_COLOR is unset (FORCE_COLOR
  * forces them, e.g. under `watch -c`).
  */
+import { stripVTControlCharacters } from 'node:util';
+
 export interface Paint {
   readonly good: (s: string) => string;
   readonly bad: (s: string) => string;
@@ -39,4 +41,4 @@ export function paint(stream: NodeJS.WriteStream = process.stdout, env: NodeJS.P
 }
 
 /** The width a string takes on screen: ANSI colour codes take none. */
-export const visibleLength = (s: string): number => s.replace(/\x1b\[\d+m/g, '').length;
+export const visibleLength = (s: string): number => stripVTControlCharacters(s).length;

@@ -15,7 +15,8 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream,
   const pretty = format === 'pretty' || (format === 'auto' && destination === undefined && process.stdout.isTTY === true);
   if (pretty) {
     // In-process and synchronous: a terminal is read by a person, not loaded by traffic.
-    return pino(options, pinoPretty({ destination: destination ?? 1, colorize: destination === undefined && process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true }));
+    // On stdout, pino-pretty decides on colour itself (a TTY, NO_COLOR, FORCE_COLOR); never into another stream.
+    return pino(options, pinoPretty({ destination: destination ?? 1, ...(destination ? { colorize: false } : {}), translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true }));
   }
   // Asynchronous: a synchronous write per log line costs the event loop a
   // syscall per message; lines written while one is in flight are coalesced.

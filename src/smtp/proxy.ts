@@ -21,11 +21,11 @@ import {
 import type { InListenerConfig, ListenerConfig, ProxyConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
 import { authorDomain } from '../policy/author.js';
+import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
 import { planSignatures, toSignRequest } from '../policy/signing.js';
 import { isPositive, NextHop, RelayError, replyText, type Reply } from '../relay/client.js';
 import { receive, type BodyHandler } from './receive.js';
 import { fromReply, ReplyError, toReply } from './replies.js';
-import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
 
 export type ProxyKind = 'out' | 'in';
 
@@ -150,13 +150,14 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
 
   /** The reply for a failed command; faults that are not a reply of ours are logged with their cause. */
   const refusal = (stage: string, session: SMTPServerSession, err: unknown): ReplyError => {
-    const reply = toReply(err);
-    if (err instanceof RelayError) metrics.relay(kind, err.kind === 'connect' ? 'unreachable' : 'failed');
-    if (!(err instanceof ReplyError)) {
-      const relay = err instanceof RelayError;
-      deps.log[relay ? 'warn' : 'error']({ kind, cid: session.id, client: session.remoteAddress, stage, err }, relay ? 'next hop failed' : 'internal error');
+    const where = { kind, cid: session.id, client: session.remoteAddress, stage, err };
+    if (err instanceof RelayError) {
+      metrics.relay(kind, err.kind === 'connect' ? 'unreachable' : 'failed');
+      deps.log.warn(where, 'next hop failed');
+    } else if (!(err instanceof ReplyError)) {
+      deps.log.error(where, 'internal error');
     }
-    return reply;
+    return toReply(err);
   };
 
   async function hopFor(session: SMTPServerSession): Promise<NextHop> {

@@ -16,7 +16,12 @@ export interface Daemon {
 }
 
 export function startDaemon(configFile: string, cwd: string, extraArgs: string[] = []): Daemon {
-  const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', configFile, ...extraArgs], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  return startNode([join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', configFile, ...extraArgs], cwd);
+}
+
+/** Node with these arguments (a script and its options, e.g. a unit file's ExecStart); stdout must be JSON lines. */
+export function startNode(args: string[], cwd: string): Daemon {
+  const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let buffer = '';
