@@ -16,10 +16,11 @@ import { MESSAGES } from './helpers/messages.js';
 import { dkimpyVerify, mailDkimVerify } from './helpers/peers.js';
 import { client, send, startProxy, type RunningProxy } from './helpers/proxy.js';
 import type { NextHop } from '../src/relay/client.js';
-import { startDroppingHop, startSink, startStallingHop, type Sink } from './helpers/sink.js';
+import { startDroppingHop, startScriptedHop, startSink, startStallingHop, type Sink } from './helpers/sink.js';
 import { makeConfigDir } from './helpers/config-dir.js';
 
 const MESSAGE = MESSAGES['plain']!;
+const replyOf = (r: { lines: readonly string[] }): string => r.lines.join(' ');
 let sink: Sink;
 let dns: TestDns;
 let proxy: RunningProxy;
@@ -242,6 +243,95 @@ describe('out: sign and relay', () => {
     assert.ok(sink.messages[0]!.data.length > 20 * 1024 * 1024);
     assert.deepEqual(await verifyOurs(sink.messages[0]!.data), ['pass']);
     assert.deepEqual(spoolFiles(), [], 'the spool file is gone');
+  });
+});
+
+describe('out: the envelope at the next hop', () => {
+  it('refuses each recipient with the next hop\'s own reply when it refuses the sender, delivers nothing, and stays in step', async () => {
+    sink.behaviour = { refuseSender: new Set(['blocked@example.com']) };
+    const c = await client(proxy.port);
+    try {
+      // MAIL goes on with the first RCPT, so the sender's refusal comes back there, for every recipient.
+      assert.equal((await c.command('MAIL FROM:<blocked@example.com>')).code, 250);
+      for (const to of ['bob@example.net', 'carol@example.net']) {
+        const r = await c.command(`RCPT TO:<${to}>`);
+        assert.equal(r.code, 553);
+        assert.match(replyOf(r), /<blocked@example\.com>: Sender address rejected: Access denied/);
+      }
+      assert.equal((await c.command('DATA')).code, 503, 'no recipient was accepted');
+      assert.equal((await c.command('RSET')).code, 250);
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      assert.equal((await c.data([Buffer.from(MESSAGE, 'latin1')], 1))[0]!.code, 250);
+      assert.deepEqual(sink.messages.map((m) => [m.from, m.to]), [['alice@example.com', ['bob@example.net']]]);
+    } finally {
+      await c.quit();
+    }
+  });
+
+  it('sends XFORWARD, MAIL and RCPT in one write to a next hop that offers PIPELINING', async () => {
+    const hop = await startScriptedHop(['PIPELINING', 'XFORWARD NAME ADDR PROTO HELO SOURCE']);
+    const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${hop.port}"\n`);
+    const c = await client(p.port);
+    try {
+      assert.equal((await c.command('XFORWARD NAME=mail.example.org ADDR=192.0.2.7')).code, 250);
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<carol@example.net>')).code, 250);
+      assert.equal((await c.data([Buffer.from(MESSAGE, 'latin1')], 2))[0]!.code, 250);
+      assert.equal(hop.delivered(), 1);
+      const envelope = hop.chunks.filter((k) => /^(XFORWARD|MAIL|RCPT)/.test(k));
+      assert.deepEqual(envelope, [
+        'XFORWARD NAME=mail.example.org ADDR=192.0.2.7\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.net>\r\n',
+        'RCPT TO:<carol@example.net>\r\n',
+      ]);
+    } finally {
+      await c.quit();
+      await p.stop();
+      await hop.stop();
+    }
+  });
+
+  it('sends the envelope one command at a time to a next hop without PIPELINING, and no RCPT after a refused MAIL', async () => {
+    const hop = await startScriptedHop(['8BITMIME'], (line) => (line.startsWith('MAIL FROM:<BLOCKED@') ? '550 5.7.1 Sender blocked here' : undefined));
+    const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${hop.port}"\n`);
+    const c = await client(p.port);
+    try {
+      assert.equal((await c.command('MAIL FROM:<blocked@example.com>')).code, 250);
+      const refused = await c.command('RCPT TO:<bob@example.net>');
+      assert.equal(refused.code, 550);
+      assert.match(replyOf(refused), /Sender blocked here/);
+      assert.equal((await c.command('RSET')).code, 250);
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      assert.equal((await c.data([Buffer.from(MESSAGE, 'latin1')], 1))[0]!.code, 250);
+      assert.deepEqual(hop.lines, ['MAIL FROM:<BLOCKED@EXAMPLE.COM>', 'MAIL FROM:<ALICE@EXAMPLE.COM>', 'RCPT TO:<BOB@EXAMPLE.NET>']);
+      assert.ok(hop.chunks.every((k) => k.split('\r\n').length === 2), 'one command per write');
+      assert.equal(hop.delivered(), 1);
+    } finally {
+      await c.quit();
+      await p.stop();
+      await hop.stop();
+    }
+  });
+
+  it('starts the next transaction with RSET when the client abandons one the next hop had opened', async () => {
+    const hop = await startScriptedHop(['PIPELINING']);
+    const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${hop.port}"\n`);
+    const c = await client(p.port);
+    try {
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      assert.equal((await c.command('RSET')).code, 250);
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<carol@example.net>')).code, 250);
+      assert.equal((await c.data([Buffer.from(MESSAGE, 'latin1')], 1))[0]!.code, 250);
+      assert.deepEqual(hop.lines, ['MAIL FROM:<ALICE@EXAMPLE.COM>', 'RCPT TO:<BOB@EXAMPLE.NET>', 'RSET', 'MAIL FROM:<ALICE@EXAMPLE.COM>', 'RCPT TO:<CAROL@EXAMPLE.NET>']);
+    } finally {
+      await c.quit();
+      await p.stop();
+      await hop.stop();
+    }
   });
 });
 

@@ -5,8 +5,8 @@
  * what that one does not give: XFORWARD (so Postfix logs keep the original
  * client), every reply exactly as the next hop sent it (one per RCPT, so a
  * refused recipient is refused to our client with the same code), commands
- * issued one at a time as our client issues them, and message bytes written
- * as they are (only dot-stuffed), never re-encoded.
+ * issued as our client's arrive (pipelined where the next hop offers it), and
+ * message bytes written as they are (only dot-stuffed), never re-encoded.
  */
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -243,24 +243,43 @@ export class NextHop {
     this.attach(secure);
   }
 
-  /** Passes the original client's attributes on, if the next hop takes XFORWARD. */
-  async xforward(attributes: ReadonlyMap<string, string>): Promise<Reply | undefined> {
+  /**
+   * The XFORWARD commands that pass the original client's attributes on: none
+   * when the next hop does not take XFORWARD or takes none of these names.
+   */
+  xforwardCommands(attributes: ReadonlyMap<string, string>): string[] {
     const offered = this.extensions.get('XFORWARD');
-    if (offered === undefined || attributes.size === 0) return undefined;
+    if (offered === undefined || attributes.size === 0) return [];
     const allowed = new Set(offered.toUpperCase().split(/\s+/));
     const parts = [...attributes].filter(([k]) => allowed.has(k)).map(([k, v]) => `${k}=${xtext(v)}`);
-    let last: Reply | undefined;
+    const lines: string[] = [];
     // Postfix takes at most 512 octets a command: send in as many as needed.
     let line = 'XFORWARD';
     for (const p of parts) {
       if (line.length + p.length + 1 > 500 && line !== 'XFORWARD') {
-        last = await this.command(line);
+        lines.push(line);
         line = 'XFORWARD';
       }
       line += ` ${p}`;
     }
-    if (line !== 'XFORWARD') last = await this.command(line);
-    return last;
+    if (line !== 'XFORWARD') lines.push(line);
+    return lines;
+  }
+
+  /**
+   * Several commands, one reply each: in one write when the next hop offers
+   * PIPELINING (RFC 2920), else one at a time, stopping after the first reply
+   * that `stopAfter` says ends the group (the replies are then fewer than the lines).
+   */
+  async commands(lines: readonly string[], stopAfter: (index: number, reply: Reply) => boolean): Promise<Reply[]> {
+    if (this.extensions.has('PIPELINING')) return this.pipeline(lines);
+    const replies: Reply[] = [];
+    for (const [k, line] of lines.entries()) {
+      const reply = await this.command(line);
+      replies.push(reply);
+      if (stopAfter(k, reply)) break;
+    }
+    return replies;
   }
 
   /**

@@ -17,7 +17,14 @@ export interface RawHop {
  */
 export type DataHandler = (socket: Socket, chunk: Buffer) => Buffer | undefined;
 
-export async function startRawHop(name: string, extensions: readonly string[], data: (socket: Socket) => DataHandler): Promise<RawHop> {
+export interface RawHopOptions {
+  /** Sees every chunk read outside DATA, as it arrived (to tell pipelined commands from single ones). */
+  readonly onChunk?: (chunk: Buffer) => void;
+  /** A reply for a command line other than EHLO, DATA and QUIT; undefined for "250 ok". */
+  readonly reply?: (line: string) => string | undefined;
+}
+
+export async function startRawHop(name: string, extensions: readonly string[], data: (socket: Socket) => DataHandler, options: RawHopOptions = {}): Promise<RawHop> {
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     sockets.add(socket);
@@ -44,12 +51,13 @@ export async function startRawHop(name: string, extensions: readonly string[], d
         } else if (line.startsWith('QUIT')) {
           socket.end('221 bye\r\n');
         } else {
-          socket.write('250 ok\r\n');
+          socket.write(`${options.reply?.(line) ?? '250 ok'}\r\n`);
         }
       }
     };
     const feed = (chunk: Buffer): void => {
       if (!inData) {
+        options.onChunk?.(chunk);
         buffer = buffer.length ? Buffer.concat([buffer, chunk]) : chunk;
         commands();
         return;

@@ -17,6 +17,8 @@ export interface Captured {
 }
 
 export interface SinkBehaviour {
+  /** Senders refused at MAIL with 553. */
+  refuseSender?: Set<string>;
   /** Recipients refused at RCPT with 550. */
   refuse?: Set<string>;
   /** Reply to DATA: a code to refuse with. */
@@ -41,6 +43,15 @@ export async function startSink(behaviour: SinkBehaviour = {}, tls?: { key: Buff
     useXForward: true,
     hideENHANCEDSTATUSCODES: false,
     logger: false,
+    onMailFrom(address, _session, callback) {
+      if (sink.behaviour.refuseSender?.has(address.address)) {
+        const err = new Error(`<${address.address}>: Sender address rejected: Access denied`) as Error & { responseCode: number };
+        err.responseCode = 553;
+        callback(err);
+        return;
+      }
+      callback();
+    },
     onRcptTo(address, _session, callback) {
       if (sink.behaviour.refuse?.has(address.address)) {
         const err = new Error(`<${address.address}>: Recipient address rejected: User unknown`) as Error & { responseCode: number };
@@ -133,4 +144,41 @@ export async function startStallingHop(): Promise<{
     };
   });
   return { port: hop.port, stalled, resume: () => resumeSocket?.(), ended, stop: () => hop.stop() };
+}
+
+/**
+ * A next hop that records its command lines and the chunks they arrived in,
+ * and answers each with `reply` (default "250 ok"); it offers what `extensions`
+ * says (PIPELINING or not) and accepts every message.
+ */
+export async function startScriptedHop(
+  extensions: readonly string[],
+  reply: (line: string) => string | undefined = () => undefined,
+): Promise<{ port: number; lines: string[]; chunks: string[]; delivered: () => number; stop(): Promise<void> }> {
+  const lines: string[] = [];
+  const chunks: string[] = [];
+  let delivered = 0;
+  const hop = await startRawHop(
+    'scripted',
+    extensions,
+    () => {
+      let pending = Buffer.alloc(0);
+      return (socket, chunk) => {
+        pending = Buffer.concat([pending, chunk]);
+        const end = pending.indexOf('\r\n.\r\n');
+        if (end === -1) return undefined;
+        delivered++;
+        socket.write('250 2.0.0 Ok: queued\r\n');
+        return pending.subarray(end + 5);
+      };
+    },
+    {
+      onChunk: (c) => chunks.push(c.toString('latin1')),
+      reply: (line) => {
+        lines.push(line);
+        return reply(line);
+      },
+    },
+  );
+  return { port: hop.port, lines, chunks, delivered: () => delivered, stop: () => hop.stop() };
 }
