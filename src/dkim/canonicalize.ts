@@ -40,15 +40,21 @@ export function simpleHeader(raw: string): string {
 export function relaxedHeader(raw: string): string {
   const colon = raw.indexOf(':');
   const rawName = colon === -1 ? raw : raw.slice(0, colon);
-  const rawValue = colon === -1 ? '' : raw.slice(colon + 1);
-  const name = asciiLower(rawName.replace(/[ \t\r\n]+$/, ''));
-  const value = rawValue
-    .replace(/\r\n/g, '')
-    .replace(/[ \t]+/g, ' ')
-    .replace(/^ /, '')
-    .replace(/ $/, '');
+  let value = colon === -1 ? '' : raw.slice(colon + 1);
+  const name = asciiLower(isWsp(rawName.charCodeAt(rawName.length - 1)) ? rawName.replace(/[ \t\r\n]+$/, '') : rawName);
+  if (value.endsWith('\r\n')) value = value.slice(0, -2);
+  if (FOLDED_OR_RUNS.test(value)) {
+    value = value.replace(/\r\n/g, '').replace(/[ \t]+/g, ' ');
+  }
+  // No tab, CRLF or run of spaces is left: at most one space at either end.
+  if (value.charCodeAt(0) === 0x20) value = value.slice(1);
+  if (value.charCodeAt(value.length - 1) === 0x20) value = value.slice(0, -1);
   return `${name}:${value}\r\n`;
 }
+
+/** What needs the full rewrite; most fields (one line, single spaces) have none of it. */
+const FOLDED_OR_RUNS = /\r\n|\t| {2}/;
+const isWsp = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
 
 export function canonicalizeHeader(raw: string, canon: Canon): string {
   return canon === 'relaxed' ? relaxedHeader(raw) : simpleHeader(raw);

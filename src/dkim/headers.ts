@@ -60,7 +60,15 @@ export function parseHeaderBlock(block: string): HeaderField[] {
 
 /** Lower-cases ASCII letters only, so that octets >= 0x80 in a binary string survive. */
 export function asciiLower(s: string): string {
-  return /[A-Z]/.test(s) ? s.replace(/[A-Z]+/g, (m) => m.toLowerCase()) : s;
+  // Called for every field name of every message: one scan, no regex, in the
+  // usual case of an ASCII name (toLowerCase would also fold Latin-1 letters).
+  let upper = false;
+  for (let k = 0; k < s.length; k++) {
+    const c = s.charCodeAt(k);
+    if (c >= 0x80) return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+    if (c >= 0x41 && c <= 0x5a) upper = true;
+  }
+  return upper ? s.toLowerCase() : s;
 }
 
 /**

@@ -121,16 +121,26 @@ function dkimQuotedPrintable(s: string): string {
   return out;
 }
 
+/** Requests already found valid; a SignRequest is read-only, so once is enough. */
+const checked = new WeakSet<SignRequest>();
+
 /** Signs one message. Feed the body with `update`, then call `finish` once. */
 export class MessageSigner {
-  private readonly fields: HeaderField[];
+  private readonly fields: readonly HeaderField[];
   private readonly hashers = new Map<string, BodyHasher>();
   private readonly requests: readonly SignRequest[];
 
-  constructor(headerBlock: string, requests: readonly SignRequest[]) {
+  /** `headerBlock`: the binary string, or its fields if the caller has parsed them already. */
+  constructor(headerBlock: string | readonly HeaderField[], requests: readonly SignRequest[]) {
     this.requests = requests;
-    requests.forEach(checkRequest);
-    this.fields = parseHeaderBlock(headerBlock);
+    for (const r of requests) {
+      // A request object is checked once: callers that keep theirs (the proxy's per-key requests) skip the checks after the first message.
+      if (!checked.has(r)) {
+        checkRequest(r);
+        checked.add(r);
+      }
+    }
+    this.fields = typeof headerBlock === 'string' ? parseHeaderBlock(headerBlock) : headerBlock;
     for (const r of requests) {
       const key = hasherKey(r);
       if (!this.hashers.has(key)) this.hashers.set(key, createBodyHasher(r.canonicalization.body, algorithmParts(r.algorithm).hash));

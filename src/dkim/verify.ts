@@ -46,14 +46,15 @@ function infoOf(sig: DkimSignature): PartialSignatureInfo {
 }
 
 export class MessageVerifier {
-  private readonly fields: HeaderField[];
+  private readonly fields: readonly HeaderField[];
   private readonly entries: Entry[] = [];
   private readonly hashers = new Map<string, BodyHasher>();
   private readonly options: VerifyOptions;
 
-  constructor(headerBlock: string, options: VerifyOptions = {}) {
+  /** `headerBlock`: the binary string, or its fields if the caller has parsed them already. */
+  constructor(headerBlock: string | readonly HeaderField[], options: VerifyOptions = {}) {
     this.options = options;
-    this.fields = parseHeaderBlock(headerBlock);
+    this.fields = typeof headerBlock === 'string' ? parseHeaderBlock(headerBlock) : headerBlock;
     const max = options.maxSignatures ?? DEFAULT_MAX_SIGNATURES;
     let seen = 0;
     for (const field of this.fields) {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseHeaderBlock } from '../dkim/index.js';
-import { authorDomain } from './author.js';
+import fc from 'fast-check';
+import addressparser from 'nodemailer/lib/addressparser/index.js';
+import { parseHeaderBlock, type HeaderField } from '../dkim/index.js';
+import { authorDomain, mailboxes } from './author.js';
 
 const domain = (headers: string): string => {
   const r = authorDomain(parseHeaderBlock(Buffer.from(headers, 'utf8').toString('latin1')));
@@ -32,5 +34,44 @@ describe('author domain (DKIM-PITFALLS 26)', () => {
     assert.match(domain('From: a@one.test\r\nFrom: b@two.test\r\n'), /^error:2 From headers/);
     assert.match(domain('From: undisclosed\r\n'), /^error:/);
     assert.match(domain('From: a@[192.0.2.1]\r\n'), /^error:no usable domain/);
+  });
+});
+
+describe('author mailbox fast path', () => {
+  const viaParser = (value: string): string[] =>
+    addressparser(value.replace(/\r?\n/g, ''), { flatten: true })
+      .map((a) => a.address)
+      .filter((a) => a !== '');
+  // As the proxy has it: the UTF-8 bytes of the field, read as a binary string.
+  const field = (value: string): HeaderField => parseHeaderBlock(Buffer.from(`From:${value}\r\n`, 'utf8').toString('latin1'))[0]!;
+
+  it('gives what the address parser gives, for any From value', () => {
+    const atom = fc.stringMatching(/^[A-Za-z0-9_+-]{1,6}$/);
+    const piece = fc.oneof(
+      atom,
+      fc.constantFrom(' ', '  ', '\t', '.', '@', '<', '>', '"', '(', ')', ',', ';', ':', '=?utf-8?q?x?=', '\\', '[', ']', 'é', 'example.com', 'a@b.c'),
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 12 }), (parts) => {
+        const value = parts.join('');
+        assert.deepEqual(mailboxes(field(value)), viaParser(value), JSON.stringify(value));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('gives what the address parser gives, for the shapes it takes', () => {
+    const word = fc.stringMatching(/^[A-Za-z0-9]{1,8}$/);
+    const local = fc.array(fc.stringMatching(/^[A-Za-z0-9_+-]{1,6}$/), { minLength: 1, maxLength: 3 }).map((a) => a.join('.'));
+    const domainName = fc.array(fc.stringMatching(/^[A-Za-z0-9-]{1,8}$/), { minLength: 2, maxLength: 4 }).map((a) => a.join('.'));
+    const value = fc.tuple(fc.array(word, { maxLength: 3 }), local, domainName, fc.boolean(), fc.constantFrom('', ' ', '\t ')).map(([name, l, d, bracket, pad]) =>
+      bracket || name.length > 0 ? `${pad}${name.join(' ')}${name.length ? ' ' : ''}<${l}@${d}>${pad}` : `${pad}${l}@${d}${pad}`,
+    );
+    fc.assert(
+      fc.property(value, (v) => {
+        assert.deepEqual(mailboxes(field(v)), viaParser(v), JSON.stringify(v));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -12,7 +12,17 @@ export type AuthorResult =
   | { readonly ok: true; readonly domain: string; readonly address: string; readonly source: 'from' | 'sender' }
   | { readonly ok: false; readonly reason: string };
 
-function mailboxes(field: HeaderField): string[] {
+/**
+ * The one shape most mail has, `Display Name <local@domain>` or a bare
+ * address, with nothing in it an address parser could read another way: no
+ * quotes, comments, encoded words, commas, groups or folding. Anything else
+ * goes to the parser. (A property test holds the two to the same answer.)
+ */
+const PLAIN_MAILBOX = /^[ \t]*(?:[A-Za-z0-9]+(?:[ \t][A-Za-z0-9]+)*[ \t]*<([A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>|([A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+))[ \t]*\r\n$/;
+
+export function mailboxes(field: HeaderField): string[] {
+  const plain = PLAIN_MAILBOX.exec(field.raw.slice(field.raw.indexOf(':') + 1));
+  if (plain) return [(plain[1] ?? plain[2])!];
   const value = Buffer.from(field.raw.slice(field.raw.indexOf(':') + 1), 'latin1')
     .toString('utf8')
     .replace(/\r?\n/g, '');

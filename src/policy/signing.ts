@@ -65,7 +65,19 @@ export async function planSignatures(signing: SigningConfig, author: string | nu
   return { kind: 'sign', signers: signing.singleSignature ? unique.slice(0, 1) : unique, notes };
 }
 
+const requests = new WeakMap<Signer, SignRequest>();
+
+/** The engine's request for a configured signer; the same object each time, so the engine checks it once. */
 export function toSignRequest(signer: Signer): SignRequest {
+  let request = requests.get(signer);
+  if (!request) {
+    request = signRequestOf(signer);
+    requests.set(signer, request);
+  }
+  return request;
+}
+
+function signRequestOf(signer: Signer): SignRequest {
   return {
     domain: signer.domain,
     selector: signer.selector,

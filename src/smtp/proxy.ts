@@ -347,7 +347,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
             blockOut = headerBlock;
             return { update: () => {} };
           }
-          const signer = new MessageSigner(headers, plan.signers.map(toSignRequest));
+          const signer = new MessageSigner(parsed, plan.signers.map(toSignRequest));
           blockOut = headerBlock;
           outcome = async () => {
             prefix = signer.finish(now()).join('');
@@ -357,7 +357,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
           return signer;
         }
         const inConfig = l as InListenerConfig;
-        const verifier = new MessageVerifier(headers, { maxSignatures: inConfig.maxSignatures, allowSha1: inConfig.allowSha1, allowShortKeys: inConfig.allowShortKeys });
+        const verifier = new MessageVerifier(parsed, { maxSignatures: inConfig.maxSignatures, allowSha1: inConfig.allowSha1, allowShortKeys: inConfig.allowShortKeys });
         const stripped = stripForgedResults(headerBlock, inConfig.authservId);
         if (stripped.removed > 0) fields['forgedResultsRemoved'] = stripped.removed;
         blockOut = stripped.block;
