@@ -7,6 +7,8 @@
  * sink and this load generator share the other. A last row runs `out` with two
  * workers on both cores. The generator keeps its connections open and
  * pipelines MAIL/RCPT/DATA, as Postfix does.
+ * BENCH_SECONDS, BENCH_ROUNDS, BENCH_SIZES (bytes) and BENCH_CONNS (both
+ * comma-separated) narrow a run, e.g. BENCH_SIZES=2048 BENCH_CONNS=32.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -56,18 +58,17 @@ function message(size: number): Buffer {
   return Buffer.from(head + line.repeat(Math.max(1, Math.round((size - head.length) / line.length))), 'latin1');
 }
 
-interface Result {
+interface Run {
   readonly rate: number;
-  readonly p50: number;
-  readonly p99: number;
+  readonly latencies: number[];
   readonly errors: number;
 }
 
-async function load(port: number, connections: number, body: Buffer, seconds: number): Promise<Result> {
+async function load(port: number, connections: number, body: Buffer, seconds: number): Promise<Run> {
   const latencies: number[] = [];
   let errors = 0;
   const until = Date.now() + seconds * 1000;
-  const warmUntil = Date.now() + 500;
+  const warmUntil = Date.now() + 300;
   let counted = 0;
   let countStart = 0;
   async function worker(): Promise<void> {
@@ -87,14 +88,23 @@ async function load(port: number, connections: number, body: Buffer, seconds: nu
     await c.quit();
   }
   await Promise.all(Array.from({ length: connections }, worker));
-  const elapsed = (Date.now() - countStart) / 1000;
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;
-  return { rate: counted / elapsed, p50: pct(50), p99: pct(99), errors };
+  return { rate: counted / ((Date.now() - countStart) / 1000), latencies, errors };
 }
 
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
+}
+
+const list = (name: string, fallback: number[]): number[] => (process.env[name] ? process.env[name]!.split(',').map(Number) : fallback);
+
 async function main(): Promise<void> {
-  const seconds = Number(process.env['BENCH_SECONDS'] ?? 4);
+  const seconds = Number(process.env['BENCH_SECONDS'] ?? 2);
+  const rounds = Number(process.env['BENCH_ROUNDS'] ?? 3);
   const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-bench-'));
   mkdirSync(join(dir, 'keys', 'example.com'), { recursive: true });
   writeFileSync(join(dir, 'keys', 'example.com', 'bench.key'), generateSigningKey('rsa-2048').pem, { mode: 0o600 });
@@ -121,33 +131,38 @@ async function main(): Promise<void> {
     const port = Number(/"listen":"[^"]*:(\d+)"/.exec(line)![1]);
     proxies.push({ name, child, port });
   }
-  console.log(`dkim-proxy proxy benchmark · node ${process.version} · proxy on one core${hasTaskset ? ' (taskset -c 0)' : ' (taskset unavailable: not pinned)'} · ${seconds} s per cell · per-message info logging on\n`);
-  const rows: string[][] = [['size', 'conns', 'proxy', 'msg/s', 'p50 ms', 'p99 ms', 'errors', 'vs pass-through', 'vs mailauth']];
-  for (const size of [2048, 65536]) {
+  console.log(
+    `dkim-proxy proxy benchmark · node ${process.version} · proxy on one core${hasTaskset ? ' (taskset -c 0)' : ' (taskset unavailable: not pinned)'} · per-message info logging on\n` +
+      `${rounds} interleaved rounds of ${seconds} s per proxy per cell (this machine's speed drifts by ±20%): msg/s is the median round with the range, ` +
+      `latencies are over all rounds, and the ratios are medians of same-round ratios.\n`,
+  );
+  const rows: string[][] = [['size', 'conns', 'proxy', 'msg/s', 'range', 'p50 ms', 'p99 ms', 'errors', 'vs pass-through', 'vs mailauth']];
+  for (const size of list('BENCH_SIZES', [2048, 65536])) {
     const body = message(size);
-    for (const conns of [8, 32, 64]) {
-      const rates = new Map<string, number>();
-      // Measured first, so every row of ours has both its references.
-      const order = [...proxies].sort((a, b) => Number(b.name.startsWith('minimal') || b.name === 'pass-through') - Number(a.name.startsWith('minimal') || a.name === 'pass-through'));
-      const results = new Map<string, Result>();
-      for (const p of order) {
-        const r = await load(p.port, conns, body, seconds);
-        rates.set(p.name, r.rate);
-        results.set(p.name, r);
+    for (const conns of list('BENCH_CONNS', [8, 32, 64])) {
+      const runs = new Map<string, Run[]>(proxies.map((p) => [p.name, []]));
+      for (let round = 0; round < rounds; round++) {
+        // A different order each round, so no proxy always follows the same one.
+        const order = proxies.map((_, k) => proxies[(k + round) % proxies.length]!);
+        for (const p of order) runs.get(p.name)!.push(await load(p.port, conns, body, seconds));
       }
+      const ratio = (name: string, reference: string): number => median(runs.get(name)!.map((r, k) => r.rate / runs.get(reference)![k]!.rate));
       for (const p of proxies) {
-        const r = results.get(p.name)!;
+        const rs = runs.get(p.name)!;
+        const rates = rs.map((r) => r.rate);
+        const latencies = rs.flatMap((r) => r.latencies).sort((a, b) => a - b);
         const ours = !p.name.startsWith('minimal') && p.name !== 'pass-through';
         rows.push([
           `${size / 1024} KB`,
           String(conns),
           p.name,
-          r.rate.toFixed(0),
-          r.p50.toFixed(1),
-          r.p99.toFixed(1),
-          String(r.errors),
-          p.name === 'pass-through' ? '-' : `${((r.rate / rates.get('pass-through')!) * 100).toFixed(0)}%`,
-          ours ? `${(r.rate / rates.get('minimal + mailauth')!).toFixed(2)}x` : '-',
+          median(rates).toFixed(0),
+          `${Math.min(...rates).toFixed(0)}-${Math.max(...rates).toFixed(0)}`,
+          percentile(latencies, 50).toFixed(1),
+          percentile(latencies, 99).toFixed(1),
+          String(rs.reduce((n, r) => n + r.errors, 0)),
+          p.name === 'pass-through' ? '-' : `${(ratio(p.name, 'pass-through') * 100).toFixed(0)}%`,
+          ours ? `${ratio(p.name, 'minimal + mailauth').toFixed(2)}x` : '-',
         ]);
       }
     }
