@@ -6,7 +6,9 @@
  * mailauth. Each proxy runs in its own process on one core (taskset -c 0); the
  * sink and this load generator share the other. A last row runs `out` with two
  * workers on both cores. The generator keeps its connections open and
- * pipelines MAIL/RCPT/DATA, as Postfix does.
+ * pipelines MAIL/RCPT/DATA, as Postfix does. The sink offers what Postfix's
+ * re-injection smtpd offers (PIPELINING, CHUNKING): our rows send BDAT to
+ * it, the two minimal proxies DATA, as the issue describes them.
  * BENCH_SECONDS, BENCH_ROUNDS, BENCH_SIZES (bytes) and BENCH_CONNS (both
  * comma-separated) narrow a run, e.g. BENCH_SIZES=2048 BENCH_CONNS=32.
  */

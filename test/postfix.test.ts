@@ -29,7 +29,8 @@ const skip = postfixUnavailable();
 /** Submits with swaks; returns Postfix's queue id from its 250 reply. */
 async function swaks(port: number, from: string, to: string, args: string[]): Promise<string> {
   const { stdout } = await run('swaks', ['--server', `127.0.0.1:${port}`, '--from', from, '--to', to, '--helo', 'client.example', ...args], { timeout: 30_000 });
-  const id = /<-\s+250 [\d.]+ Ok: queued as (\w+)/.exec(stdout)?.[1];
+  // After a proxy, the reply is the next hop's: to BDAT, Postfix says "Ok: <n> bytes queued as".
+  const id = /<-\s+250 [\d.]+ Ok: (?:\d+ bytes )?queued as (\w+)/.exec(stdout)?.[1];
   if (!id) throw new Error(`swaks: no queue id in\n${stdout}`);
   return id;
 }

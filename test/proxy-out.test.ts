@@ -25,6 +25,7 @@ let sink: Sink;
 let dns: TestDns;
 let proxy: RunningProxy;
 let records: Map<string, string[]>;
+let keyFile: string;
 
 const SPOOL = mkdtempSync(join(tmpdir(), 'dkim-proxy-test-spool-'));
 const spoolFiles = (): string[] => readdirSync(SPOOL);
@@ -51,6 +52,7 @@ before(async () => {
   // Make the key first, to publish it, then hand the same key dir to the proxy.
   const probe = makeConfigDir('', [{ domain: 'example.com', selector: 's1' }]);
   records = probe.records;
+  keyFile = `${probe.dir}/keys/example.com/s1.key`;
   dns = await startDnsmasq(records, ['example.com']);
   sink = await startSink();
   proxy = await startProxy('out', toml(sink.port).replace('selector = "s1"', `selector = "s1"\nkey_file = "${probe.dir}/keys/example.com/s1.key"`));
@@ -311,6 +313,42 @@ describe('out: the envelope at the next hop', () => {
     } finally {
       await c.quit();
       await p.stop();
+      await hop.stop();
+    }
+  });
+
+  it('sends the message as one BDAT LAST chunk to a next hop that offers CHUNKING: exact size, not dot-stuffed, signed', async () => {
+    const hop = await startScriptedHop(['PIPELINING', 'CHUNKING', '8BITMIME']);
+    const p = await startProxy('out', toml(hop.port).replace('selector = "s1"', `selector = "s1"\nkey_file = "${keyFile}"`));
+    try {
+      const dotted = `${MESSAGE}.a line that starts with a dot\r\n..and one with two\r\n`;
+      const r = await send(p.port, 'alice@example.com', ['bob@example.net'], dotted);
+      assert.deepEqual(r.data!.map((x) => x.code), [250]);
+      assert.equal(hop.bdat.length, 1);
+      const sent = hop.bdat[0]!;
+      assert.ok(hop.chunks.some((k) => k.startsWith(`BDAT ${sent.length} LAST\r\n`)), 'the command announces the exact size');
+      assert.ok(!hop.chunks.some((k) => k.startsWith('DATA')), 'no DATA');
+      const text = sent.toString('latin1');
+      assert.match(text, /^DKIM-Signature:/);
+      assert.ok(text.endsWith('\r\n.a line that starts with a dot\r\n..and one with two\r\n'), 'dots as the client meant them');
+      assert.deepEqual(await verifyOurs(sent), ['pass']);
+    } finally {
+      await p.stop();
+      await hop.stop();
+    }
+  });
+
+  it('never sends part of a BDAT chunk: a message longer or shorter than announced closes the connection, nothing delivered', async () => {
+    const hop = await startScriptedHop(['PIPELINING', 'CHUNKING']);
+    try {
+      for (const [announced, what] of [[5, /shorter/], [2, /longer/]] as const) {
+        const c = await client(hop.port);
+        await c.pipeline(['MAIL FROM:<alice@example.com>', 'RCPT TO:<bob@example.net>']);
+        await assert.rejects(c.bdat([Buffer.from('abc')], announced, 1), (err: Error) => err.name === 'RelayError' && what.test(err.message));
+        assert.equal(c.broken, true);
+      }
+      assert.equal(hop.delivered(), 0);
+    } finally {
       await hop.stop();
     }
   });

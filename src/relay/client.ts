@@ -211,6 +211,43 @@ export class NextHop {
     return replies;
   }
 
+  /**
+   * RFC 3030 CHUNKING: the whole message as one `BDAT <size> LAST` chunk,
+   * written with the command, no 354 to wait for and no dot-stuffing; then
+   * its reply (one per recipient for LMTP). `size` must be the exact octet
+   * count: the next hop reads exactly that many, so a message that turns out
+   * longer or shorter is never sent in part. The connection is closed
+   * instead, and the next hop, without its LAST chunk, delivers nothing.
+   */
+  async bdat(message: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, size: number, recipients: number): Promise<Reply[]> {
+    if (this.failure) throw this.failure;
+    let sent = 0;
+    const mismatch = (what: string): RelayError => {
+      this.close();
+      return new RelayError('protocol', `message ${what} than the ${size} octets announced in BDAT; not sent`);
+    };
+    this.socket.cork();
+    try {
+      this.socket.write(`BDAT ${size} LAST\r\n`, 'latin1');
+      for await (const chunk of message as AsyncIterable<Uint8Array>) {
+        if (this.failure) throw this.failure;
+        if (sent + chunk.byteLength > size) throw mismatch('longer');
+        sent += chunk.byteLength;
+        if (!this.socket.write(chunk)) {
+          this.socket.uncork();
+          await waitDrain(this.socket, () => this.failure);
+          this.socket.cork();
+        }
+      }
+      if (sent !== size) throw mismatch('shorter');
+    } finally {
+      this.socket.uncork();
+    }
+    const replies: Reply[] = [await this.read()];
+    if (this.options.lmtp) for (let k = 1; k < recipients; k++) replies.push(await this.read());
+    return replies;
+  }
+
   private async hello(): Promise<void> {
     const verb = this.options.lmtp ? 'LHLO' : 'EHLO';
     const reply = await this.command(`${verb} ${this.options.name}`);

@@ -20,8 +20,24 @@ export type DataHandler = (socket: Socket, chunk: Buffer) => Buffer | undefined;
 export interface RawHopOptions {
   /** Sees every chunk read outside DATA, as it arrived (to tell pipelined commands from single ones). */
   readonly onChunk?: (chunk: Buffer) => void;
-  /** A reply for a command line other than EHLO, DATA and QUIT; undefined for "250 ok". */
+  /** A reply for a command line other than EHLO, DATA, BDAT and QUIT; undefined for "250 ok". */
   readonly reply?: (line: string) => string | undefined;
+  /** A whole BDAT chunk, exactly as many octets as announced; returns the reply. */
+  readonly bdat?: (chunk: Buffer, last: boolean) => string;
+}
+
+/** Reads exactly `size` octets of a BDAT chunk, then replies; the octets after it are commands again. */
+function bdatChunk(size: number, done: (chunk: Buffer) => string): DataHandler {
+  const parts: Buffer[] = [];
+  let have = 0;
+  return (socket, chunk) => {
+    const take = chunk.subarray(0, size - have);
+    parts.push(take);
+    have += take.length;
+    if (have < size) return undefined;
+    socket.write(`${done(Buffer.concat(parts))}\r\n`);
+    return chunk.subarray(take.length);
+  };
 }
 
 export async function startRawHop(name: string, extensions: readonly string[], data: (socket: Socket) => DataHandler, options: RawHopOptions = {}): Promise<RawHop> {
@@ -48,6 +64,12 @@ export async function startRawHop(name: string, extensions: readonly string[], d
             buffer = Buffer.alloc(0);
             feed(rest);
           }
+        } else if (line.startsWith('BDAT ') && options.bdat) {
+          const [, size = '', last] = line.split(' ');
+          inData = bdatChunk(Number(size), (chunk) => options.bdat!(chunk, last === 'LAST'));
+          const rest = buffer;
+          buffer = Buffer.alloc(0);
+          feed(rest);
         } else if (line.startsWith('QUIT')) {
           socket.end('221 bye\r\n');
         } else {

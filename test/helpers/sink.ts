@@ -149,14 +149,16 @@ export async function startStallingHop(): Promise<{
 /**
  * A next hop that records its command lines and the chunks they arrived in,
  * and answers each with `reply` (default "250 ok"); it offers what `extensions`
- * says (PIPELINING or not) and accepts every message.
+ * says (PIPELINING, CHUNKING or not) and accepts every message, keeping BDAT
+ * chunks as they came.
  */
 export async function startScriptedHop(
   extensions: readonly string[],
   reply: (line: string) => string | undefined = () => undefined,
-): Promise<{ port: number; lines: string[]; chunks: string[]; delivered: () => number; stop(): Promise<void> }> {
+): Promise<{ port: number; lines: string[]; chunks: string[]; delivered: () => number; bdat: Buffer[]; stop(): Promise<void> }> {
   const lines: string[] = [];
   const chunks: string[] = [];
+  const bdat: Buffer[] = [];
   let delivered = 0;
   const hop = await startRawHop(
     'scripted',
@@ -174,11 +176,16 @@ export async function startScriptedHop(
     },
     {
       onChunk: (c) => chunks.push(c.toString('latin1')),
+      bdat: (chunk, last) => {
+        bdat.push(chunk);
+        if (last) delivered++;
+        return '250 2.0.0 Ok: queued';
+      },
       reply: (line) => {
         lines.push(line);
         return reply(line);
       },
     },
   );
-  return { port: hop.port, lines, chunks, delivered: () => delivered, stop: () => hop.stop() };
+  return { port: hop.port, lines, chunks, delivered: () => delivered, bdat, stop: () => hop.stop() };
 }
