@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { createLogger } from './log.js';
+import { createLogger, messageLogger } from './log.js';
 
 function capture(): { stream: Writable; text: () => string } {
   const chunks: string[] = [];
@@ -26,6 +26,19 @@ describe('logger', () => {
     assert.deepEqual(line['signer'], { key: '[redacted]', domain: 'example.com' });
     assert.equal(line['token'], '[redacted]');
     assert.doesNotMatch(c.text(), /PRIVATE|s3cret/);
+  });
+
+  it('per-message lines keep the level and destination, and still redact top-level secret names', () => {
+    const c = capture();
+    const log = messageLogger(createLogger('warn', c.stream, 'json'));
+    log.info({ kind: 'out' }, 'below the level');
+    log.warn({ kind: 'out', key: 'PRIVATE', rcpt: ['bob@example.net'] }, 'message not relayed');
+    const lines = c.text().trim().split('\n');
+    assert.equal(lines.length, 1);
+    const line = JSON.parse(lines[0]!) as Record<string, unknown>;
+    assert.equal(line['key'], '[redacted]');
+    assert.deepEqual(line['rcpt'], ['bob@example.net']);
+    assert.doesNotMatch(c.text(), /PRIVATE/);
   });
 
   it('writes one readable line per entry when pretty, keeping the fields', () => {

@@ -24,6 +24,7 @@ import {
 import type { InListenerConfig, ListenerConfig, ProxyConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
 import { authorDomain } from '../policy/author.js';
+import { messageLogger } from '../ops/log.js';
 import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
 import { planSignatures, toSignRequest } from '../policy/signing.js';
 import { isPositive, NextHop, RelayError, replyText, type Reply } from '../relay/client.js';
@@ -137,6 +138,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
   const sessions = new Map<string, SessionState>();
   const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
   const metrics = deps.metrics ?? NO_METRICS;
+  const messageLog = messageLogger(deps.log);
   let allow = { cidrs: initial.allowClients, list: allowList(initial.allowClients) };
   const allowed = (address: string): boolean => {
     const current = listenerOf(deps.config(), kind).allowClients;
@@ -382,7 +384,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
     if (received.kind !== 'ok') {
       if (s.hop && !s.hop.broken) await s.hop.command('RSET').catch(() => undefined);
       s.open = false;
-      deps.log.info({ ...logBase, bytes: received.bytes, refused: received.kind }, 'message refused');
+      messageLog.info({ ...logBase, bytes: received.bytes, refused: received.kind }, 'message refused');
       throw received.kind === 'too-large'
         ? new ReplyError(552, `Message exceeds the size limit of ${l.maxMessageBytes} bytes`)
         : new ReplyError(552, `Header block exceeds the limit of ${l.maxHeaderBytes} bytes`);
@@ -412,7 +414,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
       s.open = false;
       for (const r of replies) metrics.relay(kind, r.code);
       const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
-      deps.log.info({ ...logBase, ...fields, bytes: received.bytes, relay: replies.map((r) => `${r.code} ${replyText(r)}`), latencyMs: Math.round(latencyMs * 10) / 10 }, 'message relayed');
+      messageLog.info({ ...logBase, ...fields, bytes: received.bytes, relay: replies.map((r) => `${r.code} ${replyText(r)}`), latencyMs: Math.round(latencyMs * 10) / 10 }, 'message relayed');
       if (l.protocol === 'lmtp') {
         const perRecipient = session.envelope.rcptTo.map((_, k) => replies[Math.min(k, replies.length - 1)]!);
         return perRecipient.map((r) => (isPositive(r) ? replyText(r) : fromReply(r)));
@@ -421,7 +423,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
       if (!isPositive(reply)) throw fromReply(reply);
       return replyText(reply);
     } catch (err) {
-      deps.log.warn({ ...logBase, ...fields, bytes: received.bytes, err: err instanceof Error ? err.message : String(err) }, 'message not relayed');
+      messageLog.warn({ ...logBase, ...fields, bytes: received.bytes, err: err instanceof Error ? err.message : String(err) }, 'message not relayed');
       throw err;
     } finally {
       await received.spool.dispose();
