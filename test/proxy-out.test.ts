@@ -332,6 +332,12 @@ describe('out: the envelope at the next hop', () => {
       assert.match(text, /^DKIM-Signature:/);
       assert.ok(text.endsWith('\r\n.a line that starts with a dot\r\n..and one with two\r\n'), 'dots as the client meant them');
       assert.deepEqual(await verifyOurs(sent), ['pass']);
+      // Larger than the spool threshold and the socket's buffer: read from the spool file, written under backpressure.
+      const big = `${MESSAGE}${'a body line of the big one\r\n'.repeat(40_000)}`;
+      assert.deepEqual((await send(p.port, 'alice@example.com', ['bob@example.net'], big)).data!.map((x) => x.code), [250]);
+      assert.equal(hop.bdat.length, 2);
+      assert.ok(hop.bdat[1]!.toString('latin1').endsWith(big.slice(-200)));
+      assert.deepEqual(await verifyOurs(hop.bdat[1]!), ['pass']);
     } finally {
       await p.stop();
       await hop.stop();

@@ -189,26 +189,8 @@ export class NextHop {
   /** Sends the message body after a 354 obtained elsewhere (e.g. through `pipeline`). */
   async body(message: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, recipients: number): Promise<Reply[]> {
     const stuffer = new DotStuffer();
-    // Corked: a small message and its final dot leave in one write.
-    this.socket.cork();
-    try {
-      for await (const chunk of message as AsyncIterable<Uint8Array>) {
-        if (this.failure) throw this.failure;
-        const out = stuffer.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-        if (!this.socket.write(out)) {
-          this.socket.uncork();
-          await waitDrain(this.socket, () => this.failure);
-          this.socket.cork();
-        }
-      }
-      if (this.failure) throw this.failure;
-      this.socket.write(stuffer.end());
-    } finally {
-      this.socket.uncork();
-    }
-    const replies: Reply[] = [await this.read()];
-    if (this.options.lmtp) for (let k = 1; k < recipients; k++) replies.push(await this.read());
-    return replies;
+    await this.writeMessage('', message, (chunk) => stuffer.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)), () => stuffer.end());
+    return this.messageReplies(recipients);
   }
 
   /**
@@ -226,23 +208,49 @@ export class NextHop {
       this.close();
       return new RelayError('protocol', `message ${what} than the ${size} octets announced in BDAT; not sent`);
     };
-    this.socket.cork();
-    try {
-      this.socket.write(`BDAT ${size} LAST\r\n`, 'latin1');
-      for await (const chunk of message as AsyncIterable<Uint8Array>) {
-        if (this.failure) throw this.failure;
+    await this.writeMessage(
+      `BDAT ${size} LAST\r\n`,
+      message,
+      (chunk) => {
         if (sent + chunk.byteLength > size) throw mismatch('longer');
         sent += chunk.byteLength;
-        if (!this.socket.write(chunk)) {
+        return chunk;
+      },
+      () => {
+        if (sent !== size) throw mismatch('shorter');
+        return undefined;
+      },
+    );
+    return this.messageReplies(recipients);
+  }
+
+  /**
+   * Writes a command line (if any) and a message corked, so that a small one
+   * and its end leave in one write: each chunk as `each` turns it, then what
+   * `end` gives. Waits on backpressure; stops at a failure of the connection.
+   */
+  private async writeMessage(command: string, message: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, each: (chunk: Uint8Array) => Uint8Array, end: () => Uint8Array | undefined): Promise<void> {
+    this.socket.cork();
+    try {
+      if (command) this.socket.write(command, 'latin1');
+      for await (const chunk of message as AsyncIterable<Uint8Array>) {
+        if (this.failure) throw this.failure;
+        if (!this.socket.write(each(chunk))) {
           this.socket.uncork();
           await waitDrain(this.socket, () => this.failure);
           this.socket.cork();
         }
       }
-      if (sent !== size) throw mismatch('shorter');
+      if (this.failure) throw this.failure;
+      const last = end();
+      if (last) this.socket.write(last);
     } finally {
       this.socket.uncork();
     }
+  }
+
+  /** The reply to a message: one, or one per recipient for LMTP. */
+  private async messageReplies(recipients: number): Promise<Reply[]> {
     const replies: Reply[] = [await this.read()];
     if (this.options.lmtp) for (let k = 1; k < recipients; k++) replies.push(await this.read());
     return replies;
