@@ -9,11 +9,15 @@
  * pipelines MAIL/RCPT/DATA, as Postfix does. The sink offers what Postfix's
  * re-injection smtpd offers (PIPELINING, CHUNKING): our rows send BDAT to
  * it, the two minimal proxies DATA, as the issue describes them.
- * BENCH_SECONDS, BENCH_ROUNDS, BENCH_SIZES (bytes) and BENCH_CONNS (both
- * comma-separated) narrow a run, e.g. BENCH_SIZES=2048 BENCH_CONNS=32.
+ * A last table sets `out` against the pass-through at one offered rate both
+ * can carry: the difference in CPU per message is what signing costs, beside
+ * one RSA-2048 signature timed on the same core.
+ * BENCH_SECONDS, BENCH_ROUNDS, BENCH_WARMUP (s), BENCH_SIZES (bytes) and
+ * BENCH_CONNS (both comma-separated) narrow a run, e.g. BENCH_SIZES=2048
+ * BENCH_CONNS=32.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,25 +68,61 @@ interface Run {
   readonly rate: number;
   readonly latencies: number[];
   readonly errors: number;
+  /** The proxy process's CPU time per message over the counted part, where it could be read. */
+  readonly cpuMs: number | undefined;
 }
 
-async function load(port: number, connections: number, body: Buffer, seconds: number): Promise<Run> {
+/** Milliseconds of CPU (user + system) a process has used, from /proc; undefined where there is none. */
+function cpuTime(pid: number | undefined): number | undefined {
+  if (pid === undefined || clockTicks === undefined) return undefined;
+  try {
+    // Fields after the ')' that closes the command name: utime and stime are the 12th and 13th.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+  } catch {
+    return undefined;
+  }
+}
+const clockTicks = ((): number | undefined => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  return r.status === 0 && Number(r.stdout) > 0 ? Number(r.stdout) : undefined;
+})();
+
+interface LoadOptions {
+  /** Messages per second offered in all, spread over the connections; unset: as fast as the proxy answers. */
+  readonly rate?: number;
+  /** The proxy's process, to read its CPU time. */
+  readonly pid?: number;
+}
+
+async function load(port: number, connections: number, body: Buffer, seconds: number, options: LoadOptions = {}): Promise<Run> {
   const latencies: number[] = [];
   let errors = 0;
-  const until = Date.now() + seconds * 1000;
-  const warmUntil = Date.now() + 300;
+  const started = Date.now();
+  const until = started + seconds * 1000;
+  const warmUntil = started + 300;
   let counted = 0;
   let countStart = 0;
+  let cpuStart: number | undefined;
+  let issued = 0;
   async function worker(): Promise<void> {
     const c = await NextHop.open({ host: '127.0.0.1', port, name: 'bench.test', timeoutMs: 30_000 });
     while (Date.now() < until) {
+      if (options.rate) {
+        // An open schedule: message k is due at k/rate, whichever connection is free.
+        const wait = started + (issued++ * 1000) / options.rate - Date.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      }
       const t0 = process.hrtime.bigint();
       const [mail, rcpt, data] = await c.pipeline(['MAIL FROM:<bench@example.com>', 'RCPT TO:<sink@example.net>', 'DATA']);
       const done = data!.code === 354 ? (await c.body([body], 1))[0]! : data!;
       if (mail!.code !== 250 || rcpt!.code !== 250 || done.code !== 250) errors++;
       const now = Date.now();
       if (now >= warmUntil) {
-        if (countStart === 0) countStart = now;
+        if (countStart === 0) {
+          countStart = now;
+          cpuStart = cpuTime(options.pid);
+        }
         counted++;
         latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
       }
@@ -90,7 +130,19 @@ async function load(port: number, connections: number, body: Buffer, seconds: nu
     await c.quit();
   }
   await Promise.all(Array.from({ length: connections }, worker));
-  return { rate: counted / ((Date.now() - countStart) / 1000), latencies, errors };
+  const cpuEnd = cpuTime(options.pid);
+  const cpuMs = cpuStart !== undefined && cpuEnd !== undefined && counted > 0 ? (cpuEnd - cpuStart) / counted : undefined;
+  return { rate: counted / ((Date.now() - countStart) / 1000), latencies, errors, cpuMs };
+}
+
+/** One RSA-2048 signature's time on core 0, the floor under `out`'s signing cost. */
+function rsaSignatureMs(keyFile: string): number {
+  const script =
+    "const c=require('node:crypto');const k=c.createPrivateKey(require('node:fs').readFileSync(process.argv[1]));const d=Buffer.alloc(700,97);" +
+    'for(let i=0;i<200;i++)c.sign("sha256",d,k);const t=process.hrtime.bigint();let n=0;' +
+    'while(process.hrtime.bigint()-t<1000000000n){c.sign("sha256",d,k);n++}console.log(Number(process.hrtime.bigint()-t)/1e6/n)';
+  const [cmd, ...args] = pin(0, [process.execPath, '-e', script, keyFile]);
+  return Number(spawnSync(cmd!, args, { encoding: 'utf8' }).stdout);
 }
 
 const median = (xs: readonly number[]): number => {
@@ -107,16 +159,19 @@ const list = (name: string, fallback: number[]): number[] => (process.env[name] 
 async function main(): Promise<void> {
   const seconds = Number(process.env['BENCH_SECONDS'] ?? 2);
   const rounds = Number(process.env['BENCH_ROUNDS'] ?? 3);
+  const warmup = Number(process.env['BENCH_WARMUP'] ?? 4);
   const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-bench-'));
   mkdirSync(join(dir, 'keys', 'example.com'), { recursive: true });
-  writeFileSync(join(dir, 'keys', 'example.com', 'bench.key'), generateSigningKey('rsa-2048').pem, { mode: 0o600 });
+  const keyFile = join(dir, 'keys', 'example.com', 'bench.key');
+  writeFileSync(keyFile, generateSigningKey('rsa-2048').pem, { mode: 0o600 });
   const sink = start(pin(1, [process.execPath, join(ROOT, 'dist/bench/sink.js')]));
   const sinkPort = Number(await firstLine(sink, (l) => /^\d+$/.test(l)));
-  const proxies: { name: string; child: ChildProcess; port: number }[] = [];
+  // `pid` only where one process does all the work, so that its CPU time is the proxy's.
+  const proxies: { name: string; child: ChildProcess; port: number; pid: number | undefined }[] = [];
   for (const mode of ['none', 'mailauth'] as const) {
-    const child = start(pin(0, [process.execPath, join(ROOT, 'dist/bench/baseline-proxy.js'), mode, String(sinkPort), join(dir, 'keys', 'example.com', 'bench.key')]));
+    const child = start(pin(0, [process.execPath, join(ROOT, 'dist/bench/baseline-proxy.js'), mode, String(sinkPort), keyFile]));
     const port = Number(await firstLine(child, (l) => /^\d+$/.test(l)));
-    proxies.push({ name: mode === 'none' ? 'minimal node proxy' : 'minimal + mailauth', child, port });
+    proxies.push({ name: mode === 'none' ? 'minimal node proxy' : 'minimal + mailauth', child, port, pid: hasTaskset ? child.pid : undefined });
   }
   const variants = [
     ['pass-through', '', 1],
@@ -131,28 +186,34 @@ async function main(): Promise<void> {
     const child = start(workers === 1 ? pin(0, cmd) : cmd, dir);
     const line = await firstLine(child, (l) => l.includes('"msg":"listening"'));
     const port = Number(/"listen":"[^"]*:(\d+)"/.exec(line)![1]);
-    proxies.push({ name, child, port });
+    proxies.push({ name, child, port, pid: workers === 1 && hasTaskset ? child.pid : undefined });
   }
   console.log(
     `dkim-proxy proxy benchmark · node ${process.version} · proxy on one core${hasTaskset ? ' (taskset -c 0)' : ' (taskset unavailable: not pinned)'} · per-message info logging on\n` +
-      `${rounds} interleaved rounds of ${seconds} s per proxy per cell (this machine's speed drifts by ±20%): msg/s is the median round with the range, ` +
-      `latencies are over all rounds, and the ratios are medians of same-round ratios.\n`,
+      `Each proxy first runs ${warmup} s unmeasured (the JIT compiler settles), then ${rounds} interleaved rounds of ${seconds} s per cell ` +
+      `(this machine's speed drifts by ±20%): msg/s is the median round with the range, latencies are over all rounds, ` +
+      `the ratios are medians of same-round ratios, and CPU is the proxy process's user+system time per message.\n`,
   );
-  const rows: string[][] = [['size', 'conns', 'proxy', 'msg/s', 'range', 'p50 ms', 'p99 ms', 'errors', 'vs pass-through', 'vs mailauth']];
+  for (const p of proxies) await load(p.port, 32, message(2048), warmup);
+
+  const cells = new Map<string, Map<string, Run[]>>();
+  const rows: string[][] = [['size', 'conns', 'proxy', 'msg/s', 'range', 'p50 ms', 'p99 ms', 'CPU ms/msg', 'errors', 'vs pass-through', 'vs mailauth']];
   for (const size of list('BENCH_SIZES', [2048, 65536])) {
     const body = message(size);
     for (const conns of list('BENCH_CONNS', [8, 32, 64])) {
       const runs = new Map<string, Run[]>(proxies.map((p) => [p.name, []]));
+      cells.set(`${size}/${conns}`, runs);
       for (let round = 0; round < rounds; round++) {
         // A different order each round, so no proxy always follows the same one.
         const order = proxies.map((_, k) => proxies[(k + round) % proxies.length]!);
-        for (const p of order) runs.get(p.name)!.push(await load(p.port, conns, body, seconds));
+        for (const p of order) runs.get(p.name)!.push(await load(p.port, conns, body, seconds, { ...(p.pid !== undefined ? { pid: p.pid } : {}) }));
       }
       const ratio = (name: string, reference: string): number => median(runs.get(name)!.map((r, k) => r.rate / runs.get(reference)![k]!.rate));
       for (const p of proxies) {
         const rs = runs.get(p.name)!;
         const rates = rs.map((r) => r.rate);
         const latencies = rs.flatMap((r) => r.latencies).sort((a, b) => a - b);
+        const cpu = rs.flatMap((r) => (r.cpuMs === undefined ? [] : [r.cpuMs]));
         const ours = !p.name.startsWith('minimal') && p.name !== 'pass-through';
         rows.push([
           `${size / 1024} KB`,
@@ -162,6 +223,7 @@ async function main(): Promise<void> {
           `${Math.min(...rates).toFixed(0)}-${Math.max(...rates).toFixed(0)}`,
           percentile(latencies, 50).toFixed(1),
           percentile(latencies, 99).toFixed(1),
+          cpu.length > 0 ? median(cpu).toFixed(3) : '-',
           String(rs.reduce((n, r) => n + r.errors, 0)),
           p.name === 'pass-through' ? '-' : `${(ratio(p.name, 'pass-through') * 100).toFixed(0)}%`,
           ours ? `${ratio(p.name, 'minimal + mailauth').toFixed(2)}x` : '-',
@@ -169,11 +231,44 @@ async function main(): Promise<void> {
       }
     }
   }
-  const widths = rows[0]!.map((_, k) => Math.max(...rows.map((r) => r[k]!.length)));
-  for (const r of rows) console.log(r.map((c, k) => (k < 3 ? c.padEnd(widths[k]!) : c.padStart(widths[k]!))).join('  '));
+  printTable(rows, 3);
+
+  // What signing costs: a proxy's CPU per message falls as its load rises
+  // (more work per wake-up), so out at its own limit and the pass-through at
+  // its much higher one are not comparable. At one offered rate both can
+  // carry, the difference is the signing itself, set against one RSA
+  // signature on the same core.
+  const passThrough = proxies.find((p) => p.name === 'pass-through')!;
+  const out = proxies.find((p) => p.name === 'out (rsa-2048)')!;
+  if (passThrough.pid !== undefined && out.pid !== undefined && clockTicks !== undefined) {
+    const equal: string[][] = [['size', 'offered msg/s', 'pass-through CPU ms/msg', 'out CPU ms/msg', 'signing ms/msg', 'RSA-2048 signature ms', 'signing - RSA ms']];
+    for (const size of list('BENCH_SIZES', [2048, 65536])) {
+      const measured = cells.get(`${size}/32`)?.get(out.name);
+      // Below out's limit, so that both run at exactly this rate.
+      const rate = Math.round(0.8 * median((measured ?? [await load(out.port, 32, message(size), seconds)]).map((r) => r.rate)));
+      const cpu = { pass: [] as number[], out: [] as number[], rsa: [] as number[] };
+      for (let round = 0; round < rounds; round++) {
+        for (const [p, into] of round % 2 ? ([[out, cpu.out], [passThrough, cpu.pass]] as const) : ([[passThrough, cpu.pass], [out, cpu.out]] as const)) {
+          const r = await load(p.port, 32, message(size), seconds, { rate, pid: p.pid! });
+          if (r.cpuMs !== undefined) into.push(r.cpuMs);
+        }
+        cpu.rsa.push(rsaSignatureMs(keyFile));
+      }
+      const [pass, signed, rsa] = [median(cpu.pass), median(cpu.out), median(cpu.rsa)];
+      equal.push([`${size / 1024} KB`, String(rate), pass.toFixed(3), signed.toFixed(3), (signed - pass).toFixed(3), rsa.toFixed(3), (signed - pass - rsa).toFixed(3)]);
+    }
+    console.log(`\nSigning cost at equal load (32 connections, both proxies offered the same rate, ${rounds} interleaved rounds, medians):`);
+    printTable(equal, 1);
+  }
   for (const p of proxies) p.child.kill('SIGTERM');
   sink.kill('SIGTERM');
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Columns before `left` are text, aligned left; the rest are numbers. */
+function printTable(rows: readonly string[][], left: number): void {
+  const widths = rows[0]!.map((_, k) => Math.max(...rows.map((r) => r[k]!.length)));
+  for (const r of rows) console.log(r.map((c, k) => (k < left ? c.padEnd(widths[k]!) : c.padStart(widths[k]!))).join('  '));
 }
 
 await main();
