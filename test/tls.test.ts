@@ -82,6 +82,21 @@ describe('STARTTLS', () => {
     }
   });
 
+  it('sends the relay host name as SNI, and no SNI when the relay is an address (RFC 6066)', async () => {
+    for (const host of ['localhost', '127.0.0.1']) {
+      const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "${host}:${tlsSink.port}"\nrelay_tls = "required"\n`);
+      try {
+        const r = await send(p.port, 'alice@example.com', ['bob@example.net'], MESSAGES['plain']!);
+        assert.deepEqual(r.data!.map((x) => x.code), [250]);
+        const got = tlsSink.messages.at(-1)!;
+        assert.equal(got.secure, true);
+        assert.equal(got.servername, host === 'localhost' ? 'localhost' : undefined);
+      } finally {
+        await p.stop();
+      }
+    }
+  });
+
   it('relay_tls = "required" refuses with 451 when the next hop has no STARTTLS, and relays nothing', async () => {
     const p = await startProxy('out', listener(plainSink.port, 'relay_tls = "required"'));
     const before = plainSink.messages.length;

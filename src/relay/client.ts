@@ -8,7 +8,7 @@
  * issued as our client's arrive (pipelined where the next hop offers it), and
  * message bytes written as they are (only dot-stuffed), never re-encoded.
  */
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 
 export interface Reply {
@@ -280,7 +280,8 @@ export class NextHop {
     const secure = await new Promise<TLSSocket>((resolve, reject) => {
       // Opportunistic TLS to a next hop on our own host or network: encryption
       // without authentication, as Postfix's "may" level does.
-      const s = tlsConnect({ socket: plain, servername: this.options.host, rejectUnauthorized: false });
+      // SNI carries host names only (RFC 6066 §3); Node 24 warns when given an address.
+      const s = tlsConnect({ socket: plain, ...(isIP(this.options.host) === 0 ? { servername: this.options.host } : {}), rejectUnauthorized: false });
       s.once('secureConnect', () => resolve(s));
       s.once('error', (err) => reject(new RelayError('tls', `TLS with the next hop failed: ${err.message}`, { cause: err })));
     });

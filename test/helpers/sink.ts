@@ -14,6 +14,8 @@ export interface Captured {
   readonly mailParams: Record<string, unknown>;
   /** Whether the message came over TLS (STARTTLS). */
   readonly secure: boolean;
+  /** The server name the client asked for in TLS (SNI), if any. */
+  readonly servername: string | undefined;
 }
 
 export interface SinkBehaviour {
@@ -83,6 +85,7 @@ export async function startSink(behaviour: SinkBehaviour = {}, tls?: { key: Buff
           xforward: Object.fromEntries([...xf].filter(([k]) => !k.includes(':')).map(([k, v]) => [k, v === false || v === '' ? '[UNAVAILABLE]' : String(v)])),
           mailParams: session.envelope.mailFrom ? { ...(session.envelope.mailFrom.args as Record<string, unknown>) } : {},
           secure: session.secure,
+          servername: (session as unknown as { servername?: string }).servername || undefined,
         });
         callback(null, `Ok: queued as SINK${index}`);
       });
