@@ -166,12 +166,12 @@ async function main(): Promise<void> {
   writeFileSync(keyFile, generateSigningKey('rsa-2048').pem, { mode: 0o600 });
   const sink = start(pin(1, [process.execPath, join(ROOT, 'dist/bench/sink.js')]));
   const sinkPort = Number(await firstLine(sink, (l) => /^\d+$/.test(l)));
-  // `pid` only where one process does all the work, so that its CPU time is the proxy's.
+  // `pid` only where one process does all the work, so that its CPU time is the proxy's (taskset execs its command: same pid).
   const proxies: { name: string; child: ChildProcess; port: number; pid: number | undefined }[] = [];
   for (const mode of ['none', 'mailauth'] as const) {
     const child = start(pin(0, [process.execPath, join(ROOT, 'dist/bench/baseline-proxy.js'), mode, String(sinkPort), keyFile]));
     const port = Number(await firstLine(child, (l) => /^\d+$/.test(l)));
-    proxies.push({ name: mode === 'none' ? 'minimal node proxy' : 'minimal + mailauth', child, port, pid: hasTaskset ? child.pid : undefined });
+    proxies.push({ name: mode === 'none' ? 'minimal node proxy' : 'minimal + mailauth', child, port, pid: child.pid });
   }
   const variants = [
     ['pass-through', '', 1],
@@ -186,7 +186,7 @@ async function main(): Promise<void> {
     const child = start(workers === 1 ? pin(0, cmd) : cmd, dir);
     const line = await firstLine(child, (l) => l.includes('"msg":"listening"'));
     const port = Number(/"listen":"[^"]*:(\d+)"/.exec(line)![1]);
-    proxies.push({ name, child, port, pid: workers === 1 && hasTaskset ? child.pid : undefined });
+    proxies.push({ name, child, port, pid: workers === 1 ? child.pid : undefined });
   }
   console.log(
     `dkim-proxy proxy benchmark · node ${process.version} · proxy on one core${hasTaskset ? ' (taskset -c 0)' : ' (taskset unavailable: not pinned)'} · per-message info logging on\n` +
