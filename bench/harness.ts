@@ -1,0 +1,134 @@
+/**
+ * What the benchmarks share: pinning to cores, starting processes and waiting
+ * for their first line, the test message, and the load generator (open
+ * connections that pipeline MAIL/RCPT/DATA as Postfix does, optionally at a
+ * fixed offered rate) with the proxy's CPU time read from /proc.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { NextHop } from '../src/relay/client.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+export const pin = (core: number, cmd: string[]): string[] => (hasTaskset ? ['taskset', '-c', String(core), ...cmd] : cmd);
+
+export function start(cmd: string[], cwd?: string): ChildProcess {
+  return spawn(cmd[0]!, cmd.slice(1), { cwd, stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+/**
+ * The first stdout line that matches; after it the child's output is drained
+ * unread. (Scanning every later log line too made this process, which is also
+ * the load generator, slower than the proxies it measured.)
+ */
+export function firstLine(child: ChildProcess, pred: (l: string) => boolean): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const out = child.stdout!;
+    const timer = setTimeout(() => reject(new Error('child did not start in 15 s')), 15_000);
+    const onData = (d: Buffer): void => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      const hit = lines.find(pred);
+      if (hit === undefined) return;
+      clearTimeout(timer);
+      out.off('data', onData);
+      out.resume();
+      resolve(hit);
+    };
+    out.on('data', onData);
+  });
+}
+
+export function message(size: number): Buffer {
+  const head = 'From: Bench <bench@example.com>\r\nTo: sink@example.net\r\nSubject: benchmark\r\nDate: Sun, 22 Nov 2026 12:00:00 +0000\r\nMessage-ID: <bench@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n';
+  const line = 'The quick brown fox jumps over the lazy dog, over and over again, all day.\r\n';
+  return Buffer.from(head + line.repeat(Math.max(1, Math.round((size - head.length) / line.length))), 'latin1');
+}
+
+export interface Run {
+  readonly rate: number;
+  readonly latencies: number[];
+  readonly errors: number;
+  /** The proxy process's CPU time per message over the counted part, where it could be read. */
+  readonly cpuMs: number | undefined;
+}
+
+/** Milliseconds of CPU (user + system) a process has used, from /proc; undefined where there is none. */
+export function cpuTime(pid: number | undefined): number | undefined {
+  if (pid === undefined || clockTicks === undefined) return undefined;
+  try {
+    // Fields after the ')' that closes the command name: utime and stime are the 12th and 13th.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+  } catch {
+    return undefined;
+  }
+}
+export const clockTicks = ((): number | undefined => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  return r.status === 0 && Number(r.stdout) > 0 ? Number(r.stdout) : undefined;
+})();
+
+export interface LoadOptions {
+  /** Messages per second offered in all, spread over the connections; unset: as fast as the proxy answers. */
+  readonly rate?: number;
+  /** The proxy's process, to read its CPU time. */
+  readonly pid?: number;
+}
+
+export async function load(port: number, connections: number, body: Buffer, seconds: number, options: LoadOptions = {}): Promise<Run> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const started = Date.now();
+  const until = started + seconds * 1000;
+  const warmUntil = started + 300;
+  let counted = 0;
+  let countStart = 0;
+  let cpuStart: number | undefined;
+  let issued = 0;
+  async function worker(): Promise<void> {
+    const c = await NextHop.open({ host: '127.0.0.1', port, name: 'bench.test', timeoutMs: 30_000 });
+    while (Date.now() < until) {
+      if (options.rate) {
+        // An open schedule: message k is due at k/rate, whichever connection is free.
+        const wait = started + (issued++ * 1000) / options.rate - Date.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+      const t0 = process.hrtime.bigint();
+      const [mail, rcpt, data] = await c.pipeline(['MAIL FROM:<bench@example.com>', 'RCPT TO:<sink@example.net>', 'DATA']);
+      const done = data!.code === 354 ? (await c.body([body], 1))[0]! : data!;
+      if (mail!.code !== 250 || rcpt!.code !== 250 || done.code !== 250) errors++;
+      const now = Date.now();
+      if (now >= warmUntil) {
+        if (countStart === 0) {
+          countStart = now;
+          cpuStart = cpuTime(options.pid);
+        }
+        counted++;
+        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    }
+    await c.quit();
+  }
+  await Promise.all(Array.from({ length: connections }, worker));
+  const cpuEnd = cpuTime(options.pid);
+  const cpuMs = cpuStart !== undefined && cpuEnd !== undefined && counted > 0 ? (cpuEnd - cpuStart) / counted : undefined;
+  return { rate: counted / ((Date.now() - countStart) / 1000), latencies, errors, cpuMs };
+}
+
+export const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
+}
+
+/** Moves this process (the load generator) to `core`, away from the proxies on core 0. */
+export function pinSelf(core: number): void {
+  if (hasTaskset) spawnSync('taskset', ['-cp', String(core), String(process.pid)]);
+}
