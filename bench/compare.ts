@@ -12,11 +12,10 @@
  *   COMPARE_SIZE (bytes, 2048), COMPARE_SIGN (1: RSA-2048 signing; 0: pass-through).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { generateSigningKey } from '../src/dkim/index.js';
-import { firstLine, load, median, message, pin, pinSelf, ROOT, start } from './harness.js';
+import { load, median, message, pin, pinSelf, startBenchSink, startDaemon, writeBenchKey } from './harness.js';
 
 pinSelf(1);
 
@@ -34,19 +33,16 @@ const signing = process.env['COMPARE_SIGN'] !== '0';
 const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-compare-'));
 const children: ChildProcess[] = [];
 try {
-  mkdirSync(join(dir, 'keys', 'example.com'), { recursive: true });
-  writeFileSync(join(dir, 'keys', 'example.com', 'bench.key'), generateSigningKey('rsa-2048').pem, { mode: 0o600 });
-  const sink = start(pin(1, [process.execPath, join(ROOT, 'dist/bench/sink.js')]));
+  writeBenchKey(dir);
+  const { child: sink, port: sinkPort } = await startBenchSink();
   children.push(sink);
-  const sinkPort = Number(await firstLine(sink, (l) => /^\d+$/.test(l)));
   const config = join(dir, 'proxy.toml');
   writeFileSync(config, `workers = 1\n[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\n${signing ? '[domain."example.com"]\nselector = "bench"\n' : ''}`);
   const proxies = [];
   for (const dist of [distA, distB]) {
-    const child = start(pin(0, [process.execPath, join(resolve(dist), 'src/cli/main.js'), 'run', '--config', config, '--log-level', 'info']), dir);
+    const { child, port } = await startDaemon(pin(0, [process.execPath, join(resolve(dist), 'src/cli/main.js'), 'run', '--config', config, '--log-level', 'info']), dir);
     children.push(child);
-    const line = await firstLine(child, (l) => l.includes('"msg":"listening"'));
-    proxies.push({ port: Number(/"listen":"[^"]*:(\d+)"/.exec(line)![1]), pid: child.pid! });
+    proxies.push({ port, pid: child.pid! });
   }
   const [a, b] = proxies as [(typeof proxies)[0], (typeof proxies)[0]];
   // Unmeasured first: the JIT compiler settles.

@@ -5,8 +5,10 @@
  * fixed offered rate) with the proxy's CPU time read from /proc.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { generateSigningKey } from '../src/dkim/index.js';
 import { NextHop } from '../src/relay/client.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -56,6 +58,12 @@ export interface Run {
   readonly cpuMs: number | undefined;
 }
 
+/** Clock ticks a second, the unit of /proc's CPU times. */
+export const clockTicks = ((): number | undefined => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  return r.status === 0 && Number(r.stdout) > 0 ? Number(r.stdout) : undefined;
+})();
+
 /** Milliseconds of CPU (user + system) a process has used, from /proc; undefined where there is none. */
 export function cpuTime(pid: number | undefined): number | undefined {
   if (pid === undefined || clockTicks === undefined) return undefined;
@@ -67,10 +75,6 @@ export function cpuTime(pid: number | undefined): number | undefined {
     return undefined;
   }
 }
-export const clockTicks = ((): number | undefined => {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  return r.status === 0 && Number(r.stdout) > 0 ? Number(r.stdout) : undefined;
-})();
 
 export interface LoadOptions {
   /** Messages per second offered in all, spread over the connections; unset: as fast as the proxy answers. */
@@ -131,4 +135,25 @@ export function percentile(sorted: readonly number[], p: number): number {
 /** Moves this process (the load generator) to `core`, away from the proxies on core 0. */
 export function pinSelf(core: number): void {
   if (hasTaskset) spawnSync('taskset', ['-cp', String(core), String(process.pid)]);
+}
+
+/** A fresh RSA-2048 key where the bench configs find it (`keys/example.com/bench.key` under `dir`); returns its path. */
+export function writeBenchKey(dir: string): string {
+  mkdirSync(join(dir, 'keys', 'example.com'), { recursive: true });
+  const file = join(dir, 'keys', 'example.com', 'bench.key');
+  writeFileSync(file, generateSigningKey('rsa-2048').pem, { mode: 0o600 });
+  return file;
+}
+
+/** The benchmark's next hop (bench/sink.ts) on core 1. */
+export async function startBenchSink(): Promise<{ child: ChildProcess; port: number }> {
+  const child = start(pin(1, [process.execPath, join(ROOT, 'dist/bench/sink.js')]));
+  return { child, port: Number(await firstLine(child, (l) => /^\d+$/.test(l))) };
+}
+
+/** `dkim-proxy run` as `cmd` starts it (pinned or not), with the port of its first listener. */
+export async function startDaemon(cmd: string[], cwd: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = start(cmd, cwd);
+  const line = await firstLine(child, (l) => l.includes('"msg":"listening"'));
+  return { child, port: Number(/"listen":"[^"]*:(\d+)"/.exec(line)![1]) };
 }

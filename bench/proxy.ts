@@ -17,11 +17,10 @@
  * BENCH_CONNS=32.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateSigningKey } from '../src/dkim/index.js';
-import { clockTicks, firstLine, hasTaskset, load, median, message, percentile, pin, pinSelf, ROOT, start, type Run } from './harness.js';
+import { clockTicks, firstLine, hasTaskset, load, median, message, percentile, pin, pinSelf, ROOT, start, startBenchSink, startDaemon, writeBenchKey, type Run } from './harness.js';
 
 pinSelf(1);
 
@@ -42,11 +41,8 @@ async function main(): Promise<void> {
   const rounds = Number(process.env['BENCH_ROUNDS'] ?? 3);
   const warmup = Number(process.env['BENCH_WARMUP'] ?? 4);
   const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-bench-'));
-  mkdirSync(join(dir, 'keys', 'example.com'), { recursive: true });
-  const keyFile = join(dir, 'keys', 'example.com', 'bench.key');
-  writeFileSync(keyFile, generateSigningKey('rsa-2048').pem, { mode: 0o600 });
-  const sink = start(pin(1, [process.execPath, join(ROOT, 'dist/bench/sink.js')]));
-  const sinkPort = Number(await firstLine(sink, (l) => /^\d+$/.test(l)));
+  const keyFile = writeBenchKey(dir);
+  const { child: sink, port: sinkPort } = await startBenchSink();
   // `pid` only where one process does all the work, so that its CPU time is the proxy's (taskset execs its command: same pid).
   const proxies: { name: string; child: ChildProcess; port: number; pid: number | undefined }[] = [];
   for (const mode of ['none', 'mailauth'] as const) {
@@ -64,9 +60,7 @@ async function main(): Promise<void> {
     writeFileSync(file, `workers = ${workers}\n[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\n${signing}`);
     // One worker is pinned to core 0; two workers get both cores (shared with the generator and sink).
     const cmd = [process.execPath, join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', file, '--log-level', 'info'];
-    const child = start(workers === 1 ? pin(0, cmd) : cmd, dir);
-    const line = await firstLine(child, (l) => l.includes('"msg":"listening"'));
-    const port = Number(/"listen":"[^"]*:(\d+)"/.exec(line)![1]);
+    const { child, port } = await startDaemon(workers === 1 ? pin(0, cmd) : cmd, dir);
     proxies.push({ name, child, port, pid: workers === 1 ? child.pid : undefined });
   }
   console.log(
