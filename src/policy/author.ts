@@ -21,9 +21,10 @@ export type AuthorResult =
 const PLAIN_MAILBOX = /^[ \t]*(?:[A-Za-z0-9]+(?:[ \t][A-Za-z0-9]+)*[ \t]*<([A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>|([A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+))[ \t]*\r\n$/;
 
 export function mailboxes(field: HeaderField): string[] {
-  const plain = PLAIN_MAILBOX.exec(field.raw.slice(field.raw.indexOf(':') + 1));
+  const raw = field.raw.slice(field.raw.indexOf(':') + 1);
+  const plain = PLAIN_MAILBOX.exec(raw);
   if (plain) return [(plain[1] ?? plain[2])!];
-  const value = Buffer.from(field.raw.slice(field.raw.indexOf(':') + 1), 'latin1')
+  const value = Buffer.from(raw, 'latin1')
     .toString('utf8')
     .replace(/\r?\n/g, '');
   return addressparser(value, { flatten: true })

@@ -240,7 +240,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
         ];
         const mailAt = lines.length - 2;
         // XFORWARD is advisory (a refusal costs only the log attributes); RSET and MAIL are not.
-        const replies = await hop.commands(lines, (k, r) => (k === 0 && s.open) || k >= mailAt ? !isPositive(r) : false);
+        const replies = await hop.commands(lines, (k, r) => ((k === 0 && s.open) || k >= mailAt) && !isPositive(r));
         if (s.open) {
           const reset = replies[0]!;
           if (!isPositive(reset)) {
