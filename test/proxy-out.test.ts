@@ -46,6 +46,7 @@ timeout_ms = 2000
 
 [domain."example.com"]
 selector = "s1"
+key_file = "${keyFile}"
 `;
 
 before(async () => {
@@ -55,7 +56,7 @@ before(async () => {
   keyFile = `${probe.dir}/keys/example.com/s1.key`;
   dns = await startDnsmasq(records, ['example.com']);
   sink = await startSink();
-  proxy = await startProxy('out', toml(sink.port).replace('selector = "s1"', `selector = "s1"\nkey_file = "${probe.dir}/keys/example.com/s1.key"`));
+  proxy = await startProxy('out', toml(sink.port));
 });
 
 after(async () => {
@@ -319,7 +320,7 @@ describe('out: the envelope at the next hop', () => {
 
   it('sends the message as one BDAT LAST chunk to a next hop that offers CHUNKING: exact size, not dot-stuffed, signed', async () => {
     const hop = await startScriptedHop(['PIPELINING', 'CHUNKING', '8BITMIME']);
-    const p = await startProxy('out', toml(hop.port).replace('selector = "s1"', `selector = "s1"\nkey_file = "${keyFile}"`));
+    const p = await startProxy('out', toml(hop.port));
     try {
       const dotted = `${MESSAGE}.a line that starts with a dot\r\n..and one with two\r\n`;
       const r = await send(p.port, 'alice@example.com', ['bob@example.net'], dotted);

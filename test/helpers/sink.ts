@@ -36,6 +36,11 @@ export interface Sink {
   stop(): Promise<void>;
 }
 
+/** An error smtp-server answers with this code and text. */
+function refusal(code: number, text: string): Error {
+  return Object.assign(new Error(text), { responseCode: code });
+}
+
 export async function startSink(behaviour: SinkBehaviour = {}, tls?: { key: Buffer; cert: Buffer }): Promise<Sink> {
   const sink: Sink = { port: 0, messages: [], dataStarted: 0, behaviour, stop: async () => {} };
   const server = new SMTPServer({
@@ -46,22 +51,10 @@ export async function startSink(behaviour: SinkBehaviour = {}, tls?: { key: Buff
     hideENHANCEDSTATUSCODES: false,
     logger: false,
     onMailFrom(address, _session, callback) {
-      if (sink.behaviour.refuseSender?.has(address.address)) {
-        const err = new Error(`<${address.address}>: Sender address rejected: Access denied`) as Error & { responseCode: number };
-        err.responseCode = 553;
-        callback(err);
-        return;
-      }
-      callback();
+      callback(sink.behaviour.refuseSender?.has(address.address) ? refusal(553, `<${address.address}>: Sender address rejected: Access denied`) : undefined);
     },
     onRcptTo(address, _session, callback) {
-      if (sink.behaviour.refuse?.has(address.address)) {
-        const err = new Error(`<${address.address}>: Recipient address rejected: User unknown`) as Error & { responseCode: number };
-        err.responseCode = 550;
-        callback(err);
-        return;
-      }
-      callback();
+      callback(sink.behaviour.refuse?.has(address.address) ? refusal(550, `<${address.address}>: Recipient address rejected: User unknown`) : undefined);
     },
     onData(stream, session, callback) {
       const index = sink.dataStarted++;
@@ -71,9 +64,7 @@ export async function startSink(behaviour: SinkBehaviour = {}, tls?: { key: Buff
         const data = Buffer.concat(chunks);
         const act = sink.behaviour.data?.(data, index);
         if (typeof act === 'number') {
-          const err = new Error(act === 452 ? 'Insufficient system storage' : 'Message refused') as Error & { responseCode: number };
-          err.responseCode = act;
-          callback(err);
+          callback(refusal(act, act === 452 ? 'Insufficient system storage' : 'Message refused'));
           return;
         }
         // smtp-server parses XFORWARD values (PORT a number, [UNAVAILABLE] false or an empty NAME): back to the wire form.
