@@ -26,6 +26,7 @@ let dns: TestDns;
 let proxy: RunningProxy;
 let records: Map<string, string[]>;
 let keyFile: string;
+let keyDir: string;
 
 const SPOOL = mkdtempSync(join(tmpdir(), 'dkim-proxy-test-spool-'));
 const spoolFiles = (): string[] => readdirSync(SPOOL);
@@ -53,6 +54,7 @@ before(async () => {
   // Make the key first, to publish it, then hand the same key dir to the proxy.
   const probe = makeConfigDir('', [{ domain: 'example.com', selector: 's1' }]);
   records = probe.records;
+  keyDir = probe.dir;
   keyFile = `${probe.dir}/keys/example.com/s1.key`;
   dns = await startDnsmasq(records, ['example.com']);
   sink = await startSink();
@@ -89,7 +91,7 @@ describe('out: sign and relay', () => {
     // Byte-transparent otherwise: the original message follows the signature unchanged.
     assert.ok(got.data.subarray(got.data.length - MESSAGE.length).equals(Buffer.from(MESSAGE, 'latin1')));
     assert.deepEqual(await verifyOurs(got.data), ['pass']);
-    const file = join(tmpdir(), `dkim-proxy-out-${process.pid}.eml`);
+    const file = join(keyDir, 'relayed.eml');
     writeFileSync(file, got.data);
     assert.deepEqual((await mailDkimVerify([file], dns.port)).map((x) => x.result), ['pass']);
     assert.deepEqual((await dkimpyVerify([file], dns.port)).map((x) => x.result), ['pass']);

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatKeyRecord, generateSigningKey, type KeyKind } from '../../src/dkim/index.js';
@@ -10,9 +10,17 @@ export interface ConfigDir {
   readonly records: Map<string, string[]>;
 }
 
+// Removed when the test file's process exits, whichever test made them and
+// however it ended: they hold (test) private keys and would pile up in /tmp.
+const made: string[] = [];
+process.once('exit', () => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
+
 /** A temp directory with a config file and freshly made keys at keys/<d>/<s>.key. */
 export function makeConfigDir(toml: string, keys: readonly { domain: string; selector: string; kind?: KeyKind }[] = []): ConfigDir {
   const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-config-'));
+  made.push(dir);
   const records = new Map<string, string[]>();
   for (const k of keys) {
     const { pem, key } = generateSigningKey(k.kind ?? 'rsa-2048');
