@@ -4,9 +4,9 @@ import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isSelector } from '../src/dkim/signature.js';
-import { expandHeaderList, formatAuthenticationResults, parseHeaderBlock, SignRequestError, signMessage } from '../src/dkim/index.js';
+import { expandHeaderList, formatAuthenticationResults, MessageSigner, parseHeaderBlock, SignRequestError, signMessage } from '../src/dkim/index.js';
 import { MESSAGES } from './helpers/messages.js';
-import { SAMPLE, request, results, sign, verify, zone } from './helpers/engine.js';
+import { NOW, SAMPLE, request, results, sign, verify, zone } from './helpers/engine.js';
 import { ROOT } from './helpers/fixtures.js';
 
 const CANONS = [
@@ -31,6 +31,22 @@ describe('sign and verify', () => {
   it('makes several signatures in one pass, each verifying', async () => {
     const signed = sign(SAMPLE, { algorithm: 'rsa-sha256' }, { algorithm: 'ed25519-sha256', canonicalization: { header: 'simple', body: 'simple' } });
     assert.deepEqual(results(await verify(signed)), ['pass', 'pass']);
+  });
+
+  it('makes the same fields, byte for byte, with the RSA operations on the thread pool', async () => {
+    const bytes = Buffer.from(MESSAGES['multipart']!, 'latin1');
+    const split = bytes.indexOf('\r\n\r\n') + 2;
+    const requests = [request({ algorithm: 'rsa-sha256' }), request({ algorithm: 'ed25519-sha256' }), request({ algorithm: 'rsa-sha256', canonicalization: { header: 'simple', body: 'simple' } })];
+    const signer = (): MessageSigner => {
+      const s = new MessageSigner(bytes.toString('latin1', 0, split), requests);
+      s.update(bytes.subarray(split + 2));
+      return s;
+    };
+    const pooled = await signer().finishAsync(NOW);
+    assert.equal(pooled.length, 3);
+    assert.deepEqual(pooled, signer().finish(NOW));
+    const signed = Buffer.concat([Buffer.from(pooled.join(''), 'latin1'), bytes]);
+    assert.deepEqual(results(await verify(signed)), ['pass', 'pass', 'pass']);
   });
 
   it('fails when any signed octet changes (body or signed header value)', async () => {

@@ -12,6 +12,15 @@ export function signHeaderData(keyType: KeyType, hash: HashAlgorithm, key: KeyOb
   return sign(hash, data, key);
 }
 
+/** signHeaderData on libuv's thread pool. */
+export function signHeaderDataAsync(keyType: KeyType, hash: HashAlgorithm, key: KeyObject, data: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | null, signature: Buffer): void => (err ? reject(err) : resolve(signature));
+    if (keyType === 'ed25519') sign(null, createHash('sha256').update(data).digest(), key, done);
+    else sign(hash, data, key, done);
+  });
+}
+
 export function verifyHeaderData(keyType: KeyType, hash: HashAlgorithm, key: KeyObject, data: Buffer, signature: Buffer): boolean {
   try {
     if (keyType === 'ed25519') return verify(null, createHash('sha256').update(data).digest(), key, signature);

@@ -139,6 +139,8 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
   const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
   const metrics = deps.metrics ?? NO_METRICS;
   const messageLog = messageLogger(deps.log);
+  /** Transactions between DATA and their reply. */
+  let active = 0;
   let allow = { cidrs: initial.allowClients, list: allowList(initial.allowClients) };
   const allowed = (address: string): boolean => {
     const current = listenerOf(deps.config(), kind).allowClients;
@@ -266,6 +268,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
     onData(stream, session, callback) {
       const s = state(session);
       s.busy = true;
+      active++;
       metrics.inFlight(kind, 1);
       const started = process.hrtime.bigint();
       const size = { bytes: 0 };
@@ -273,6 +276,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
       transaction(stream, session, size)
         .finally(() => {
           s.busy = false;
+          active--;
           metrics.inFlight(kind, -1);
         })
         .then(
@@ -352,7 +356,10 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
           const signer = new MessageSigner(parsed, plan.signers.map(toSignRequest));
           blockOut = headerBlock;
           outcome = async () => {
-            prefix = signer.finish(now()).join('');
+            // With other transactions under way, the RSA operation goes to the
+            // thread pool so that their I/O is not held up behind it; alone,
+            // the hand-over would cost more than it saves.
+            prefix = (active > 1 ? await signer.finishAsync(now()) : signer.finish(now())).join('');
             fields['signatures'] = plan.signers.map((x) => ({ d: x.domain, s: x.selector, a: x.algorithm }));
             metrics.signing(plan.signers[0]!.domain, 'signed', plan.signers);
           };
