@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { NextHop } from '../src/relay/client.js';
@@ -80,6 +81,29 @@ describe('dkim-proxy run', () => {
       rmSync(dir.dir, { recursive: true, force: true });
     }
   });
+
+  for (const workers of [1, 2]) {
+    it(`exits 75 with the cause when its port is taken (workers = ${workers}), rather than run listening nowhere`, async () => {
+      const taken = createServer();
+      taken.listen(0, '127.0.0.1');
+      await once(taken, 'listening');
+      const { port } = taken.address() as { port: number };
+      const dir = makeConfigDir(outToml('s1', workers).replace('listen = "127.0.0.1:0"', `listen = "127.0.0.1:${port}"`), [{ domain: 'example.com', selector: 's1' }]);
+      const d = startDaemon(dir.file, dir.dir);
+      try {
+        const timer = setTimeout(() => d.child.kill('SIGKILL'), 15_000);
+        const [code, signal] = (await once(d.child, 'exit')) as [number | null, string | null];
+        clearTimeout(timer);
+        assert.equal(signal, null, 'it exited by itself, not killed after 15 s');
+        assert.equal(code, 75);
+        if (workers > 1) assert.ok(d.lines.some((l) => l['msg'] === 'a worker could not start: stopping'), 'the primary says why it stops');
+        assert.match(JSON.stringify(d.lines), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} for \\[out\\]: EADDRINUSE`));
+      } finally {
+        d.child.kill('SIGKILL');
+        taken.close();
+      }
+    });
+  }
 
   it('refuses to start on a bad config with exit 78 and the errors', async () => {
     const dir = makeConfigDir('[out]\nlisten = "127.0.0.1:0"\nrelay = "nowhere"\n');

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `dkim-proxy` command. */
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { checkConfigCommand, CHECK_CONFIG_HELP } from './check-config.js';
 import { dnsCheckCommand, DNS_CHECK_HELP } from './dns-check.js';
@@ -70,7 +71,9 @@ main(process.argv.slice(2)).then(
       process.exitCode = EXIT.usage;
     } else {
       process.stderr.write(`dkim-proxy: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-      process.exitCode = 70;
+      process.exitCode = EXIT.software;
     }
+    // A worker's channel to the primary would keep it alive, the failure unseen.
+    if (cluster.isWorker) cluster.worker?.disconnect();
   },
 );

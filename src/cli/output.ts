@@ -9,6 +9,8 @@ export const EXIT = {
   dataError: 65,
   noInput: 66,
   cantCreate: 73,
+  /** An internal fault (a bug), or a worker that could not start without saying why. */
+  software: 70,
   ioError: 74,
   tempFail: 75,
   config: 78,

@@ -179,12 +179,18 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
   const processMetrics = createProcessMetrics(registry);
   const aggregator = new AggregatorRegistry<PrometheusContentType>();
   const listening = new Map<Worker, Set<'out' | 'in'>>();
+  const kinds = (['out', 'in'] as const).filter((kind) => live.config[kind]);
+  // Some worker has listened on every listener: the sockets are bound, and a worker that dies later is replaced.
+  let started = false;
   const fork = (): Worker => {
     const w = cluster.fork();
     alive.add(w);
     processMetrics.workers(alive.size);
     w.on('message', (m: unknown) => {
-      if (isListeningMessage(m)) listening.set(w, new Set([...(listening.get(w) ?? []), m.kind]));
+      if (!isListeningMessage(m)) return;
+      const now = new Set([...(listening.get(w) ?? []), m.kind]);
+      listening.set(w, now);
+      if (kinds.every((kind) => now.has(kind))) started = true;
     });
     return w;
   };
@@ -196,6 +202,8 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
   });
 
   return new Promise<number>((resolve) => {
+    // Not 0 once the workers are being stopped because of a fault.
+    let exitCode: number = EXIT.ok;
     const finish = (code: number): void => {
       void (ops?.close() ?? Promise.resolve()).then(() => log.flush(() => resolve(code)));
     };
@@ -207,8 +215,19 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
         log.info({ worker: worker.process.pid, code, signal }, 'worker stopped');
         if (alive.size === 0) {
           log.info('stopped');
-          finish(0);
+          finish(exitCode);
         }
+        return;
+      }
+      if (!started) {
+        // It could not bind a listener (or start at all), and neither will a
+        // new one: stop with its reason (on stderr) and exit code, rather than
+        // run on listening nowhere.
+        log.fatal({ pid: worker.process.pid, code, signal }, 'a worker could not start: stopping');
+        stopping = true;
+        for (const w of alive) w.process.kill('SIGTERM');
+        exitCode = code !== null && code !== 0 ? code : EXIT.software;
+        if (alive.size === 0) finish(exitCode);
         return;
       }
       const now = Date.now();
@@ -218,8 +237,9 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
       if (deaths.length >= 5) {
         log.fatal({ pid: worker.process.pid, code, signal }, 'workers keep dying: stopping');
         stopping = true;
+        exitCode = 1;
         for (const w of alive) w.process.kill('SIGTERM');
-        if (alive.size === 0) finish(1);
+        if (alive.size === 0) finish(exitCode);
         return;
       }
       log.error({ pid: worker.process.pid, code, signal }, 'worker died: starting a new one');
