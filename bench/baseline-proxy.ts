@@ -7,8 +7,9 @@
  * Two clients out:
  * - `nodemailer`: a pooled nodemailer transport sending the raw message, as a
  *   Node developer writes such a proxy. This is the issue's baseline: it was
- *   measured before any code of ours, and this one reproduces its figures on
- *   this machine (about 2,400 msg/s unsigned, 500 with mailauth).
+ *   measured before any code of ours, and this one comes close to its figures
+ *   on this machine (2,100-4,000 msg/s unsigned and 450-650 with mailauth,
+ *   as the machine's speed drifts, against the issue's 2,400 and 500).
  * - `ours`: one connection per client session through our own SMTP client,
  *   which pipelines the envelope with DATA; a much faster and so harder
  *   baseline, kept beside the issue's.

@@ -188,9 +188,9 @@ async function runPrimary(live: LiveConfig, log: Logger, file: string): Promise<
     processMetrics.workers(alive.size);
     w.on('message', (m: unknown) => {
       if (!isListeningMessage(m)) return;
-      const now = new Set([...(listening.get(w) ?? []), m.kind]);
-      listening.set(w, now);
-      if (kinds.every((kind) => now.has(kind))) started = true;
+      const up = new Set([...(listening.get(w) ?? []), m.kind]);
+      listening.set(w, up);
+      if (kinds.every((kind) => up.has(kind))) started = true;
     });
     return w;
   };
