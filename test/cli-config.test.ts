@@ -29,11 +29,13 @@ describe('check-config', () => {
   it('has examples to check', () => assert.ok(examples.length >= 3));
 
   for (const example of examples) {
-    it(`passes config/examples/${example} once its keys exist`, async () => {
+    it(`passes config/examples/${example} once its keys and spool exist`, async () => {
       const cwd = mkdtempSync(join(tmpdir(), 'dkim-proxy-example-'));
-      // Absolute key paths (the container's /etc/dkim-proxy) are moved under the temp dir.
+      // Absolute paths (the container's /etc/dkim-proxy and spool) are moved under the temp dir.
       const file = join(cwd, example);
-      writeFileSync(file, readFileSync(join(ROOT, 'config/examples', example), 'utf8').replaceAll('"/etc/dkim-proxy/', `"${cwd}/etc/dkim-proxy/`));
+      mkdirSync(join(cwd, 'spool'), { mode: 0o700 });
+      const text = readFileSync(join(ROOT, 'config/examples', example), 'utf8');
+      writeFileSync(file, text.replaceAll('"/etc/dkim-proxy/', `"${cwd}/etc/dkim-proxy/`).replaceAll('"/var/spool/dkim-proxy"', `"${cwd}/spool"`));
       // Learn which keys the example names, make them, then check for real.
       const dry = await loadConfig(file, { skipKeys: true, env: {} });
       assert.ok(dry.ok, dry.ok ? '' : dry.issues.map((i) => `${i.key}: ${i.message}`).join('\n'));

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { generateKeyPairSync } from 'node:crypto';
@@ -100,6 +101,34 @@ describe('config loading', () => {
     expectIssue(r, 1, 'in.listen', /required/);
     expectIssue(r, 1, 'in.relay', /required/);
     expectIssue(r, 3, 'in.tls_cert', /needs tls_key too/);
+  });
+
+  it('refuses a spool_dir it cannot write into, at load rather than at the first large message', async () => {
+    const listener = (spool: string): string => `[out]\nlisten = "127.0.0.1:10027"\nrelay = "127.0.0.1:10028"\nspool_dir = "${spool}"\n`;
+    expectIssue(await load(listener('no/such/spool')), 4, 'out.spool_dir', /cannot write to .*no\/such\/spool: ENOENT \(make it, .*install -d -m 0700/);
+    const d = makeConfigDir('');
+    dirs.push(d);
+    writeFileSync(join(d.dir, 'a-file'), '');
+    expectIssue(await load(listener(join(d.dir, 'a-file'))), 4, 'out.spool_dir', /a-file is not a directory/);
+    mkdirSync(join(d.dir, 'spool'), { mode: 0o700 });
+    const ok = await load(listener(join(d.dir, 'spool')));
+    assert.ok(ok.ok, issues(ok).join('\n'));
+  });
+
+  it('refuses TLS files it cannot read, or a certificate that does not go with its key', async () => {
+    const d = makeConfigDir('');
+    dirs.push(d);
+    const pair = (name: string): { cert: string; key: string } => {
+      const files = { cert: join(d.dir, `${name}.crt`), key: join(d.dir, `${name}.key`) };
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', files.key, '-out', files.cert, '-days', '2', '-subj', '/CN=localhost'], { stdio: 'ignore', timeout: 30_000 });
+      return files;
+    };
+    const [a, b] = [pair('a'), pair('b')];
+    const listener = (cert: string, key: string): string => `[in]\nlisten = "127.0.0.1:10025"\nrelay = "127.0.0.1:10026"\ntls_cert = "${cert}"\ntls_key = "${key}"\n`;
+    assert.ok((await load(listener(a.cert, a.key))).ok, 'a certificate with its own key loads');
+    expectIssue(await load(listener(join(d.dir, 'missing.crt'), a.key)), 4, 'in.tls_cert', /cannot read .*missing\.crt: ENOENT/);
+    expectIssue(await load(listener(a.cert, join(d.dir, 'missing.key'))), 5, 'in.tls_key', /cannot read .*missing\.key: ENOENT/);
+    expectIssue(await load(listener(a.cert, b.key)), 4, 'in.tls_cert', /a\.crt with .*b\.key: .*key values mismatch/);
   });
 
   it('refuses rsa-sha1 unless the legacy switch is on, and then warns', async () => {

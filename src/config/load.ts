@@ -3,9 +3,11 @@
  * check every private key, freeze. Every problem is reported at once, each
  * with the file, line, key and what was expected.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import { resolve } from 'node:path';
 import { domainToASCII } from 'node:url';
 import TOML from '@iarna/toml';
@@ -40,7 +42,10 @@ export interface LoadOptions {
   /** Relative key paths are resolved against this directory (default: the process's). */
   readonly cwd?: string;
   readonly env?: Readonly<Record<string, string | undefined>>;
-  /** Skip reading keys (to list what a config needs); signers then carry no key. */
+  /**
+   * Skip reading keys and checking the spool directory and TLS files (to list
+   * what a config needs); signers then carry no key.
+   */
   readonly skipKeys?: boolean;
 }
 
@@ -241,9 +246,10 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
 
   if (v.issues.length > 0) return { ok: false, issues: v.issues, warnings };
 
-  // Keys last: only for a config that is otherwise sound, all errors together.
+  // Files last: only for a config that is otherwise sound, all errors together.
   const keys = new Map<string, { key: SigningKey; source: string }>();
   if (!options.skipKeys) {
+    for (const [name, l] of [['out', out], ['in', inListener]] as const) if (l) await checkListenerFiles(v, name, l, options.cwd ?? process.cwd());
     const readKey = vault ? vaultKeyReader(vault) : fileKeyReader(options.cwd ?? process.cwd(), (path, message) => warn(path, message));
     for (const p of pending) {
       const id = expandKeyPath(p.settings.keyFile, p.domain, p.settings.selector);
@@ -419,6 +425,45 @@ function readListener<K extends 'out' | 'in'>(v: Validator, raw: Raw, name: K, k
     allowShortKeys: v.bool(t, path, 'allow_short_keys') ?? false,
   };
   return Object.freeze(inConfig) as K extends 'in' ? InListenerConfig : ListenerConfig;
+}
+
+/**
+ * What a listener needs from the file system, checked at load rather than
+ * found missing at the first large message (which would then be deferred,
+ * and every one after it) or at the first STARTTLS.
+ */
+async function checkListenerFiles(v: Validator, name: 'out' | 'in', l: ListenerConfig, cwd: string): Promise<void> {
+  if (l.spoolDir !== undefined) {
+    const full = resolve(cwd, l.spoolDir);
+    try {
+      if (!(await stat(full)).isDirectory()) v.error([name, 'spool_dir'], `${full} is not a directory`);
+      else await access(full, constants.W_OK | constants.X_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      v.error([name, 'spool_dir'], `cannot write to ${full}: ${code} (make it, writable only by the user dkim-proxy runs as: install -d -m 0700 ${full})`);
+    }
+  }
+  if (l.tls) {
+    const files: { key: 'tls_cert' | 'tls_key'; full: string; pem?: Buffer }[] = [
+      { key: 'tls_cert', full: resolve(cwd, l.tls.cert) },
+      { key: 'tls_key', full: resolve(cwd, l.tls.key) },
+    ];
+    for (const f of files) {
+      try {
+        f.pem = await readFile(f.full);
+      } catch (err) {
+        v.error([name, f.key], `cannot read ${f.full}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      }
+    }
+    const [cert, key] = files as [(typeof files)[0], (typeof files)[0]];
+    if (cert.pem && key.pem) {
+      try {
+        createSecureContext({ cert: cert.pem, key: key.pem });
+      } catch (err) {
+        v.error([name, 'tls_cert'], `${cert.full} with ${key.full}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  }
 }
 
 function readDns(v: Validator, raw: Raw): DnsConfig {
