@@ -25,6 +25,9 @@ Signals: SIGTERM or SIGINT stop accepting, finish the transactions in flight
 new configuration is refused with a log line and the old one stays in force.
 A worker that dies is replaced.
 
+Exit status: 0 after SIGTERM/SIGINT; 78 for a bad configuration; 75 when a
+listener cannot be bound (the address in use, say); 1 when workers keep dying.
+
 Options:
   -c, --config FILE        the configuration (default: ${DEFAULT_CONFIG})
       --log-level LEVEL    trace, debug, info, warn, error (default: [log] level)
