@@ -39,30 +39,37 @@ export async function startDnsmasq(records: ReadonlyMap<string, readonly string[
   const conf = join(dir, 'dnsmasq.conf');
   writeFileSync(conf, `${lines.join('\n')}\n`);
 
-  // A port can be taken between probing and binding; try a few.
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freeUdpPort();
-    const child = spawn(
-      'dnsmasq',
-      ['--keep-in-foreground', '--no-resolv', '--no-hosts', '--no-poll', '--listen-address=127.0.0.1', '--bind-interfaces', `--port=${port}`, `--conf-file=${conf}`, '--user=root', '--pid-file=', '--cache-size=0', '--log-facility=-'],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    if (await ready(child, port)) {
-      return {
-        port,
-        server: `127.0.0.1:${port}`,
-        async stop() {
-          await stopChild(child);
-          rmSync(dir, { recursive: true, force: true });
-        },
-      };
+  try {
+    // A port can be taken between probing and binding; try a few.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const port = await freeUdpPort();
+      const child = spawn(
+        'dnsmasq',
+        ['--keep-in-foreground', '--no-resolv', '--no-hosts', '--no-poll', '--listen-address=127.0.0.1', '--bind-interfaces', `--port=${port}`, `--conf-file=${conf}`, '--user=root', '--pid-file=', '--cache-size=0', '--log-facility=-'],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      let stderr = '';
+      // Not installed: an 'error' event, which unheard would be an uncaught exception after the test.
+      child.on('error', (err) => (stderr += `${err.message} (Debian: apt-get install dnsmasq-base)`));
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      if (await ready(child, port)) {
+        return {
+          port,
+          server: `127.0.0.1:${port}`,
+          async stop() {
+            await stopChild(child);
+            rmSync(dir, { recursive: true, force: true });
+          },
+        };
+      }
+      await stopChild(child);
+      if (!/Address already in use/.test(stderr)) throw new Error(`dnsmasq did not start: ${stderr.trim()}`);
     }
-    await stopChild(child);
-    if (!/Address already in use/.test(stderr)) throw new Error(`dnsmasq did not start: ${stderr.trim()}`);
+    throw new Error('dnsmasq: no free port after 5 attempts');
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
   }
-  throw new Error('dnsmasq: no free port after 5 attempts');
 }
 
 /** Polls until dnsmasq answers, at most ~5 s; false if it exits first. */

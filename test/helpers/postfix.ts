@@ -80,6 +80,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
  * the listed domains to files.
  */
 export async function startPostfix(opts: { masterCf: string; mainCf: string; domains: string[]; mailboxes: string[] }): Promise<Postfix> {
+  // Before the directory exists, so that no Postfix installed leaves nothing behind.
+  const postfixUser = await run('id', ['-u', 'postfix']).catch((err: unknown) => {
+    throw new Error('no postfix user: is Postfix installed? (Debian: apt-get install postfix)', { cause: err });
+  });
   const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-postfix-'));
   chmodSync(dir, 0o755); // the virtual agent writes as nobody
   const configDir = join(dir, 'etc');
@@ -90,7 +94,6 @@ export async function startPostfix(opts: { masterCf: string; mainCf: string; dom
   chmodSync(mailDir, 0o777);
   mkdirSync(dataDir);
   mkdirSync(join(dir, 'queue'));
-  const postfixUser = await run('id', ['-u', 'postfix']);
   chownSync(dataDir, Number(postfixUser.stdout.trim()), 0);
   writeFileSync(join(configDir, 'vmailbox'), opts.mailboxes.map((m) => `${m} ${m.replace(/[@.]/g, '_')}`).join('\n') + '\n');
   writeFileSync(
