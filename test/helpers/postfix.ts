@@ -80,7 +80,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
  * the listed domains to files.
  */
 export async function startPostfix(opts: { masterCf: string; mainCf: string; domains: string[]; mailboxes: string[] }): Promise<Postfix> {
-  // Before the directory exists, so that no Postfix installed leaves nothing behind.
+  // Before the directory exists: a machine without Postfix is left no temp directory.
   const postfixUser = await run('id', ['-u', 'postfix']).catch((err: unknown) => {
     throw new Error('no postfix user: is Postfix installed? (Debian: apt-get install postfix)', { cause: err });
   });
