@@ -8,7 +8,7 @@
  * - `nodemailer`: a pooled nodemailer transport sending the raw message, as a
  *   Node developer writes such a proxy. This is the issue's baseline: it was
  *   measured before any code of ours, and this one comes close to its figures
- *   on this machine (2,100-4,000 msg/s unsigned and 450-650 with mailauth,
+ *   on this machine (2,100-4,800 msg/s unsigned and 450-790 with mailauth,
  *   as the machine's speed drifts, against the issue's 2,400 and 500).
  * - `ours`: one connection per client session through our own SMTP client,
  *   which pipelines the envelope with DATA; a much faster and so harder

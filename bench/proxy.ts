@@ -4,7 +4,7 @@
  * proxies of bench/baseline-proxy.ts (smtp-server in, an SMTP client out, 250
  * only after the next hop's 250), unsigned and signing with mailauth:
  * - with a pooled nodemailer transport out: the issue's baselines, close to
- *   its figures here (2,100-4,000 and 450-650 msg/s against 2,400 and 500);
+ *   its figures here (2,100-4,800 and 450-790 msg/s against 2,400 and 500);
  * - with our own pipelining client out: much faster, so harder, baselines.
  * Each proxy runs in its own process on one core (taskset -c 0); the sink and
  * this load generator share the other. A last row runs `out` with two

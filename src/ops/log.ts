@@ -24,8 +24,8 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream,
   // Synchronous, pino's default. An asynchronous write goes through libuv's
   // thread pool, where it queues behind the RSA signatures and costs a
   // hand-over and a wake-up per line: measured on one core, synchronous lines
-  // cost 3% less CPU per message at 500 msg/s and carry about 9% more at
-  // saturation. Callers still flush at shutdown.
+  // cost 3% less CPU per message at 500 msg/s and carried up to 9% more
+  // at saturation (a noisy figure). Callers still flush at shutdown.
   return pino(options, destination ?? pino.destination({ dest: 1, sync: true }));
 }
 
