@@ -444,23 +444,21 @@ async function checkListenerFiles(v: Validator, name: 'out' | 'in', l: ListenerC
     }
   }
   if (l.tls) {
-    const files: { key: 'tls_cert' | 'tls_key'; full: string; pem?: Buffer }[] = [
-      { key: 'tls_cert', full: resolve(cwd, l.tls.cert) },
-      { key: 'tls_key', full: resolve(cwd, l.tls.key) },
-    ];
-    for (const f of files) {
+    const read = async (key: 'tls_cert' | 'tls_key', full: string): Promise<Buffer | undefined> => {
       try {
-        f.pem = await readFile(f.full);
+        return await readFile(full);
       } catch (err) {
-        v.error([name, f.key], `cannot read ${f.full}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        v.error([name, key], `cannot read ${full}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        return undefined;
       }
-    }
-    const [cert, key] = files as [(typeof files)[0], (typeof files)[0]];
-    if (cert.pem && key.pem) {
+    };
+    const [certFile, keyFile] = [resolve(cwd, l.tls.cert), resolve(cwd, l.tls.key)];
+    const [cert, key] = [await read('tls_cert', certFile), await read('tls_key', keyFile)];
+    if (cert && key) {
       try {
-        createSecureContext({ cert: cert.pem, key: key.pem });
+        createSecureContext({ cert, key });
       } catch (err) {
-        v.error([name, 'tls_cert'], `${cert.full} with ${key.full}: ${err instanceof Error ? err.message : String(err)}`);
+        v.error([name, 'tls_cert'], `${certFile} with ${keyFile}: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
   }
