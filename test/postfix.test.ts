@@ -20,7 +20,7 @@ import { startDaemon, type Daemon } from './helpers/daemon.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { cli } from './helpers/cli.js';
 import { mailDkimVerify } from './helpers/peers.js';
-import { freeTcpPort } from './helpers/ports.js';
+import { freeTcpPorts } from './helpers/ports.js';
 import { eventually, mboxMessage, postfixUnavailable, readmeBlock, startPostfix, substitute, type Postfix } from './helpers/postfix.js';
 
 const run = promisify(execFile);
@@ -51,13 +51,14 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
   };
 
   before(async () => {
-    for (const name of ['submission', 'smtp', '10025', '10026', '10027', '10028']) ports.set(name, await freeTcpPort());
+    const names = ['submission', 'smtp', '10025', '10026', '10027', '10028', 'metrics'];
+    const free = await freeTcpPorts(names.length);
+    names.forEach((name, k) => ports.set(name, free[k]!));
     const p = (name: string): number => ports.get(name)!;
     // 127.0.0.1:10027 and [127.0.0.1]:10027 alike.
     const relayPorts = new Map<string | RegExp, string>(['10025', '10026', '10027', '10028'].map((n) => [new RegExp(`(127\\.0\\.0\\.1\\]?):${n}\\b`, 'g'), `$1:${p(n)}`]));
 
     // dkim-proxy: the README's file, keys made where it says, DNS pointed at dnsmasq.
-    ports.set('metrics', await freeTcpPort());
     const withPorts = substitute(readmeBlock('dkim-proxy.toml'), new Map([...relayPorts, ['/etc/dkim-proxy/keys/', 'keys/'], ['127.0.0.1:9090', `127.0.0.1:${p('metrics')}`]]));
     config = makeConfigDir(withPorts, [{ domain: 'example.com', selector: 's2026' }]);
     const spool = join(config.dir, 'spool');
