@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { formatKeyRecord, generateSigningKey } from '../src/dkim/index.js';
-import { expandKeyPath, loadConfig } from '../src/config/load.js';
+import { keyRefs } from '../src/config/load.js';
 import { cli } from './helpers/cli.js';
 import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
@@ -37,12 +37,12 @@ describe('check-config', () => {
       const text = readFileSync(join(ROOT, 'config/examples', example), 'utf8');
       writeFileSync(file, text.replaceAll('"/etc/dkim-proxy/', `"${cwd}/etc/dkim-proxy/`).replaceAll('"/var/spool/dkim-proxy"', `"${cwd}/spool"`));
       // Learn which keys the example names, make them, then check for real.
-      const dry = await loadConfig(file, { skipKeys: true, env: {} });
+      const dry = await keyRefs(file, { env: {} });
       assert.ok(dry.ok, dry.ok ? '' : dry.issues.map((i) => `${i.key}: ${i.message}`).join('\n'));
       try {
-        const signers = [...dry.config.signing.domains.values(), ...dry.config.signing.signatures.values()].map((b) => b.signer);
+        const signers = dry.keys;
         for (const s of signers) {
-          const path = resolve(cwd, expandKeyPath(s.keyFile, s.domain, s.selector));
+          const path = resolve(cwd, s.keyFile);
           mkdirSync(join(path, '..'), { recursive: true });
           writeFileSync(path, generateSigningKey(s.algorithm === 'ed25519-sha256' ? 'ed25519' : 'rsa-2048').pem, { mode: 0o600 });
         }

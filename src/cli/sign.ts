@@ -2,8 +2,6 @@ import { readFile, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import {
   DEFAULT_SIGNED_HEADERS,
-  findBodyStart,
-  parseHeaderBlock,
   normalizeLineEnds,
   parseCanonicalization,
   parsePrivateKey,
@@ -14,8 +12,9 @@ import {
 } from '../dkim/index.js';
 import { parseDuration } from '../config/units.js';
 import { createKeyLookup } from '../dns/resolver.js';
-import { authorDomain } from '../policy/author.js';
-import { planSignatures, toSignRequest } from '../policy/signing.js';
+import { processMessage } from '../pipeline/offline.js';
+import { SigningProcessor } from '../pipeline/sign.js';
+import { PolicyReply } from '../smtp/replies.js';
 import { loadOrFail } from './config.js';
 import { readMessage } from './io.js';
 import { CliError, EXIT, usageError } from './output.js';
@@ -126,22 +125,24 @@ export async function signCommand(argv: string[]): Promise<number> {
 async function signWithConfig(file: string, messageFile: string | undefined): Promise<number> {
   const config = await loadOrFail(file);
   const message = normalizeLineEnds(await readMessage(messageFile));
-  const { headerEnd } = findBodyStart(message);
-  const author = authorDomain(parseHeaderBlock(message.toString('latin1', 0, headerEnd)));
   const lookup = createKeyLookup({ servers: config.dns.servers, timeoutMs: config.dns.timeoutMs });
-  const plan = await planSignatures(config.signing, author.ok ? author.domain : null, lookup);
-  if (plan.kind === 'tempfail') throw new CliError(`not signed, try again later: ${plan.reason}`, EXIT.tempFail);
-  if (plan.kind === 'unsigned') {
-    const reason = author.ok ? plan.reason : author.reason;
-    if (config.signing.unsigned === 'refuse') throw new CliError(`refused: ${reason}`, EXIT.notVerified);
-    process.stderr.write(`not signed: ${reason}\n`);
-    process.stdout.write(message);
-    return EXIT.ok;
+  const processor = new SigningProcessor({ signing: () => config.signing, lookup, now: () => Math.floor(Date.now() / 1000) });
+  let processed;
+  try {
+    processed = await processMessage(processor, message);
+  } catch (err) {
+    // The proxy's reply, as an exit status: 4xx try again later, 5xx refused.
+    if (err instanceof PolicyReply) throw new CliError(`${err.temporary ? 'not signed, try again later' : 'refused'}: ${err.reason}`, err.temporary ? EXIT.tempFail : EXIT.notVerified);
+    throw err;
   }
-  for (const note of plan.notes) process.stderr.write(`note: ${note}\n`);
-  const fields = signMessage(message, plan.signers.map(toSignRequest), Math.floor(Date.now() / 1000));
-  process.stderr.write(`signed: ${plan.signers.map((s) => `d=${s.domain} s=${s.selector} a=${s.algorithm}`).join('; ')}\n`);
-  process.stdout.write(Buffer.concat([Buffer.from(fields.join(''), 'latin1'), message]));
+  const report = processed.report;
+  if (report.kind === 'unsigned') {
+    process.stderr.write(`not signed: ${report.reason}\n`);
+  } else {
+    for (const note of report.notes) process.stderr.write(`note: ${note}\n`);
+    process.stderr.write(`signed: ${report.signatures.map((s) => `d=${s.d} s=${s.s} a=${s.a}`).join('; ')}\n`);
+  }
+  process.stdout.write(Buffer.concat([processed.prepend, message]));
   return EXIT.ok;
 }
 

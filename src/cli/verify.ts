@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util';
-import { formatAuthenticationResults, normalizeLineEnds, verifyMessage, type DkimOutcome } from '../dkim/index.js';
+import { normalizeLineEnds, outcomeFields, viewOutcome, type DkimOutcome } from '../dkim/index.js';
+import { processMessage } from '../pipeline/offline.js';
+import { VerifyingProcessor } from '../pipeline/verify.js';
 import { createKeyLookup } from '../dns/resolver.js';
 import { readMessage } from './io.js';
 import { EXIT, usageError } from './output.js';
@@ -23,11 +25,12 @@ Options:
 `;
 
 function describe(o: DkimOutcome, p: Paint): string {
-  const s = o.sig;
-  const parts = [p.status(o.result) + ' '.repeat(Math.max(0, 9 - o.result.length)), `d=${s.d ?? '?'}`, `s=${s.s ?? '?'}`, `a=${s.a ?? '?'}`];
-  if ('reason' in o) parts.push(`reason="${o.reason}${o.detail ? `: ${o.detail}` : ''}"`);
-  if ('testing' in o && o.testing) parts.push('(key in testing mode)');
-  if ('unsignedBodyBytes' in o && o.unsignedBodyBytes !== undefined) parts.push(`(l= leaves ${o.unsignedBodyBytes} octets unsigned)`);
+  const v = viewOutcome(o);
+  const s = v.sig;
+  const parts = [p.status(v.result) + ' '.repeat(Math.max(0, 9 - v.result.length)), `d=${s.d ?? '?'}`, `s=${s.s ?? '?'}`, `a=${s.a ?? '?'}`];
+  if (v.reason !== undefined) parts.push(`reason="${v.reason}${v.detail ? `: ${v.detail}` : ''}"`);
+  if (v.testing) parts.push('(key in testing mode)');
+  if (v.unsignedBodyBytes !== undefined) parts.push(`(l= leaves ${v.unsignedBodyBytes} octets unsigned)`);
   return parts.join(' ');
 }
 
@@ -57,30 +60,26 @@ export async function verifyCommand(argv: string[]): Promise<number> {
 
   const message = normalizeLineEnds(await readMessage(positionals[0]));
   const lookup = createKeyLookup({ servers: values['dns-server'] ?? [], timeoutMs });
-  const outcomes = await verifyMessage(message, lookup, Math.floor(Date.now() / 1000), { maxSignatures, allowSha1: values['legacy-sha1'] });
-  const header = formatAuthenticationResults(values['authserv-id'], outcomes);
+  const settings = { authservId: values['authserv-id'], maxSignatures, allowSha1: values['legacy-sha1'], allowShortKeys: false };
+  const processor = new VerifyingProcessor({ settings: () => settings, lookup, now: () => Math.floor(Date.now() / 1000) });
+  const { report } = await processMessage(processor, message);
+  const outcomes = report.dkim.outcomes;
+  const header = report.authenticationResults;
   if (values.json) {
-    const results = outcomes.map((o) => ({
-      result: o.result,
-      d: o.sig.d ?? null,
-      s: o.sig.s ?? null,
-      a: o.sig.a ?? null,
-      reason: 'reason' in o ? o.reason : null,
-      detail: 'detail' in o && o.detail !== undefined ? o.detail : null,
-      testing: 'testing' in o ? o.testing : false,
-    }));
-    process.stdout.write(`${JSON.stringify({ results, authenticationResults: header.replace(/\r\n[ \t]*/g, ' ').trim() }, null, 2)}\n`);
+    const results = outcomes.map(outcomeFields);
+    process.stdout.write(`${JSON.stringify({ results, ...(report.dkim.skipped > 0 ? { notChecked: report.dkim.skipped } : {}), authenticationResults: header.replace(/\r\n[ \t]*/g, ' ').trim() }, null, 2)}\n`);
   } else {
     const p = paint();
     if (outcomes.length === 0) process.stdout.write(`${p.status('none')}      no DKIM-Signature\n`);
     for (const o of outcomes) process.stdout.write(`${describe(o, p)}\n`);
+    if (report.dkim.skipped > 0) process.stdout.write(`${p.status('neutral')}   ${report.dkim.skipped} more signatures not checked (--max-signatures ${maxSignatures})\n`);
     process.stdout.write(header.replace(/\r\n/g, '\n'));
   }
 
   // RFC 6376 §3.6.1: a key in testing mode counts as unsigned, so it neither passes nor fails here.
-  const counted = outcomes.filter((o) => !('testing' in o && o.testing));
-  if (counted.some((o) => o.result === 'fail')) return EXIT.notVerified;
-  if (counted.some((o) => o.result === 'pass')) return EXIT.ok;
-  if (counted.length > 0 && counted.every((o) => o.result === 'temperror')) return EXIT.tempFail;
+  const counted = outcomes.map(viewOutcome).filter((v) => !v.testing);
+  if (counted.some((v) => v.result === 'fail')) return EXIT.notVerified;
+  if (counted.some((v) => v.result === 'pass')) return EXIT.ok;
+  if (counted.length > 0 && counted.every((v) => v.temporary)) return EXIT.tempFail;
   return EXIT.notVerified;
 }

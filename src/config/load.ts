@@ -11,7 +11,7 @@ import { createSecureContext } from 'node:tls';
 import { resolve } from 'node:path';
 import { domainToASCII } from 'node:url';
 import TOML from '@iarna/toml';
-import { parseCanonicalization, parsePrivateKey, SIGNING_ALGORITHMS, type SigningAlgorithm, type SigningKey } from '../dkim/index.js';
+import { parseCanonicalization, parsePrivateKey, PreparedSigner, SIGNING_ALGORITHMS, SignRequestError, type SignRequest, type SigningAlgorithm, type SigningKey } from '../dkim/index.js';
 import { DEFAULT_SIGNED_HEADERS } from '../dkim/sign.js';
 import { algorithmParts, isDomainName, isSameOrSubdomain, isSelector } from '../dkim/signature.js';
 import { Locator } from './locate.js';
@@ -42,11 +42,24 @@ export interface LoadOptions {
   /** Relative key paths are resolved against this directory (default: the process's). */
   readonly cwd?: string;
   readonly env?: Readonly<Record<string, string | undefined>>;
-  /**
-   * Skip reading keys and checking the spool directory and TLS files (to list
-   * what a config needs); signers then carry no key.
-   */
-  readonly skipKeys?: boolean;
+}
+
+/** A key a config names, as `keyRefs` lists them. */
+export interface NeededKey {
+  readonly domain: string;
+  readonly selector: string;
+  readonly algorithm: SigningAlgorithm;
+  /** The key_file template expanded (relative paths as written). */
+  readonly keyFile: string;
+}
+
+export type KeyRefsResult = { readonly ok: true; readonly keys: readonly NeededKey[] } | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
+
+/** The keys a config names, validated but without reading them (to make them for a new config). */
+export async function keyRefs(file: string, options: LoadOptions = {}): Promise<KeyRefsResult> {
+  const r = await load(file, options, 'refs');
+  if (r.kind === 'refs') return { ok: true, keys: r.keys };
+  return r.result.ok ? { ok: true, keys: [] } : { ok: false, issues: r.result.issues };
 }
 
 const TOP_KEYS = ['out', 'in', 'dns', 'signing', 'domain', 'signature', 'log', 'metrics', 'workers'];
@@ -54,7 +67,10 @@ const SETTINGS_KEYS = ['selector', 'algorithm', 'canonicalization', 'headers', '
 const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
 const DOMAIN_KEYS = [...SETTINGS_KEYS, 'subdomains', 'policy', 'additional_signatures'];
 const SIGNATURE_KEYS = [...SETTINGS_KEYS, 'domain', 'policy'];
-const LISTENER_KEYS = ['listen', 'relay', 'protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_header_fields', 'max_connections', 'idle_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls'];
+const LISTENER_KEYS = [
+  'listen', 'relay', 'protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_header_fields',
+  'max_connections', 'max_connections_per_client', 'idle_timeout', 'command_timeout', 'data_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls',
+];
 const IN_KEYS = [...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys'];
 const DNS_POLICIES: readonly DnsPolicy[] = ['SignAlways', 'SignOnlyIfInDNS', 'TempFailIfNotInDNS'];
 const ADDITIONAL_POLICIES: readonly AdditionalPolicy[] = ['Always', 'OnlyIfMissingDomainBlock'];
@@ -107,12 +123,21 @@ interface PendingSigner {
 }
 
 export async function loadConfig(file: string, options: LoadOptions = {}): Promise<LoadResult> {
+  const r = await load(file, options, 'full');
+  if (r.kind === 'refs') throw new Error('unreachable: a full load lists no refs');
+  return r.result;
+}
+
+type Loaded = { readonly kind: 'full'; readonly result: LoadResult } | { readonly kind: 'refs'; readonly keys: readonly NeededKey[] };
+
+async function load(file: string, options: LoadOptions, mode: 'full' | 'refs'): Promise<Loaded> {
+  const done = (result: LoadResult): Loaded => ({ kind: 'full', result });
   const warnings: ConfigIssue[] = [];
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    return { ok: false, issues: [{ key: '', line: undefined, message: `cannot read the file: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], warnings };
+    return done({ ok: false, issues: [{ key: '', line: undefined, message: `cannot read the file: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }], warnings });
   }
   let raw: Raw;
   try {
@@ -120,7 +145,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   } catch (err) {
     const e = err as { line?: number; col?: number; message: string };
     const where = e.line === undefined ? undefined : e.line + 1;
-    return { ok: false, issues: [{ key: '', line: where, message: `TOML syntax: ${e.message.split('\n')[0]}` }], warnings };
+    return done({ ok: false, issues: [{ key: '', line: where, message: `TOML syntax: ${e.message.split('\n')[0]}` }], warnings });
   }
 
   const v = new Validator(new Locator(text));
@@ -244,11 +269,23 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     if (l && l.allowClients.some((c) => c.endsWith('/0'))) warn([l === out ? 'out' : 'in', 'allow_clients'], 'allows every address: an open signing proxy signs spam for anyone');
   }
 
-  if (v.issues.length > 0) return { ok: false, issues: v.issues, warnings };
+  if (v.issues.length > 0) return done({ ok: false, issues: v.issues, warnings });
+  if (mode === 'refs') {
+    const seen = new Set<string>();
+    const refs: NeededKey[] = [];
+    for (const p of pending) {
+      const keyFile = expandKeyPath(p.settings.keyFile, p.domain, p.settings.selector);
+      if (seen.has(keyFile)) continue;
+      seen.add(keyFile);
+      refs.push({ domain: p.domain, selector: p.settings.selector, algorithm: p.settings.algorithm, keyFile });
+    }
+    return { kind: 'refs', keys: refs };
+  }
 
   // Files last: only for a config that is otherwise sound, all errors together.
   const keys = new Map<string, { key: SigningKey; source: string }>();
-  if (!options.skipKeys) {
+  const prepared = new Map<PendingSigner, PreparedSigner>();
+  {
     for (const [name, l] of [['out', out], ['in', inListener]] as const) if (l) await checkListenerFiles(v, name, l, options.cwd ?? process.cwd());
     const readKey = vault ? vaultKeyReader(vault) : fileKeyReader(options.cwd ?? process.cwd(), (path, message) => warn(path, message));
     for (const p of pending) {
@@ -272,17 +309,25 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
         v.error([...p.path, 'algorithm'], `${p.settings.algorithm} needs an ${algorithmParts(p.settings.algorithm).keyType} key, but ${k.source} holds an ${k.key.keyType} key`);
       }
     }
-    if (v.issues.length > 0) return { ok: false, issues: v.issues, warnings };
+    // The engine's own checks, once: a signer that passes them is never checked again per message.
+    for (const p of pending) {
+      const k = keys.get(expandKeyPath(p.settings.keyFile, p.domain, p.settings.selector));
+      if (!k || algorithmParts(p.settings.algorithm).keyType !== k.key.keyType) continue;
+      try {
+        prepared.set(p, PreparedSigner.prepare(signRequestOf(p, k.key)));
+      } catch (err) {
+        if (!(err instanceof SignRequestError)) throw err;
+        v.error(p.path, err.message);
+      }
+    }
+    if (v.issues.length > 0) return done({ ok: false, issues: v.issues, warnings });
   }
 
   const makeSigner = (p: PendingSigner): Signer => {
     const k = keys.get(expandKeyPath(p.settings.keyFile, p.domain, p.settings.selector));
-    return Object.freeze({
-      ...p.settings,
-      domain: p.domain,
-      keySource: k?.source ?? expandKeyPath(p.settings.keyFile, p.domain, p.settings.selector),
-      key: k?.key ?? (undefined as unknown as SigningKey),
-    });
+    const ready = prepared.get(p);
+    if (!k || !ready) throw new Error(`unreachable: ${p.path.join('.')} has no prepared key`);
+    return Object.freeze({ ...p.settings, domain: p.domain, keySource: k.source, key: k.key, prepared: ready });
   };
   const signing: SigningConfig = Object.freeze({
     domains: new Map<string, DomainBlock>(
@@ -306,7 +351,26 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     metrics: Object.freeze({ listen: metricsListen }),
     workers,
   });
-  return { ok: true, config, warnings };
+  return done({ ok: true, config, warnings });
+}
+
+function signRequestOf(p: PendingSigner, key: SigningKey): SignRequest {
+  const s = p.settings;
+  return {
+    domain: p.domain,
+    selector: s.selector,
+    key,
+    algorithm: s.algorithm,
+    canonicalization: s.canonicalization,
+    headers: s.headers,
+    overSign: s.overSign,
+    ...(s.identity !== undefined ? { identity: s.identity } : {}),
+    ...(s.expire !== undefined ? { expiresIn: s.expire } : {}),
+    bodyLength: s.bodyLength,
+    copyHeaders: s.copyHeaders,
+    // The loader refuses rsa-sha1 unless [signing] legacy_sha1 is on.
+    allowSha1: s.algorithm === 'rsa-sha1',
+  };
 }
 
 export function expandKeyPath(template: string, domain: string, selector: string): string {
@@ -399,6 +463,7 @@ function readListener<K extends 'out' | 'in'>(v: Validator, raw: Raw, name: K, k
     v.error([...path, tlsCert === undefined ? 'tls_key' : 'tls_cert'], `needs ${tlsCert === undefined ? 'tls_cert' : 'tls_key'} too: the certificate and its key go together`);
   }
   const maxMessageBytes = v.size(t, path, 'max_message_bytes') ?? 50 * 1024 * 1024;
+  const maxConnections = v.integer(t, path, 'max_connections', 1, 100_000) ?? 200;
   const base: ListenerConfig = {
     listen: listen ?? { host: '127.0.0.1', port: 0 },
     relay: relay ?? { host: '127.0.0.1', port: 0 },
@@ -409,8 +474,12 @@ function readListener<K extends 'out' | 'in'>(v: Validator, raw: Raw, name: K, k
     spoolDir: v.string(t, path, 'spool_dir'),
     maxHeaderBytes: v.size(t, path, 'max_header_bytes') ?? 256 * 1024,
     maxHeaderFields: v.integer(t, path, 'max_header_fields', 10, 100_000) ?? 1000,
-    maxConnections: v.integer(t, path, 'max_connections', 1, 100_000) ?? 200,
+    maxConnections,
+    maxConnectionsPerClient: v.integer(t, path, 'max_connections_per_client', 1, 100_000) ?? Math.min(50, maxConnections),
     idleTimeoutMs: (v.duration(t, path, 'idle_timeout') ?? 300) * 1000,
+    // Postfix's smtpd_timeout (300 s), as a deadline; the message gets twice that.
+    commandTimeoutMs: (v.duration(t, path, 'command_timeout') ?? 300) * 1000,
+    dataTimeoutMs: (v.duration(t, path, 'data_timeout') ?? 600) * 1000,
     relayTimeoutMs: (v.duration(t, path, 'relay_timeout') ?? 120) * 1000,
     hostname: v.string(t, path, 'hostname') ?? hostname(),
     tls: tlsCert !== undefined && tlsKey !== undefined ? { cert: tlsCert, key: tlsKey } : undefined,

@@ -1,5 +1,5 @@
 /** The validated configuration: one immutable object, built once per load. */
-import type { Canonicalization, SigningAlgorithm, SigningKey } from '../dkim/index.js';
+import type { Canonicalization, PreparedSigner, SigningAlgorithm, SigningKey } from '../dkim/index.js';
 
 export type DnsPolicy = 'SignAlways' | 'SignOnlyIfInDNS' | 'TempFailIfNotInDNS';
 export type AdditionalPolicy = 'Always' | 'OnlyIfMissingDomainBlock';
@@ -32,6 +32,8 @@ export interface Signer extends SignatureSettings {
   /** Where the key came from: a file path or a vault path. */
   readonly keySource: string;
   readonly key: SigningKey;
+  /** The engine's signer, checked once at load. */
+  readonly prepared: PreparedSigner;
 }
 
 export interface DomainBlock {
@@ -75,7 +77,13 @@ export interface ListenerConfig {
   readonly maxHeaderBytes: number;
   readonly maxHeaderFields: number;
   readonly maxConnections: number;
+  /** Connections one client address may hold at once. */
+  readonly maxConnectionsPerClient: number;
   readonly idleTimeoutMs: number;
+  /** Deadline for each command, however often the client sends a byte. */
+  readonly commandTimeoutMs: number;
+  /** Deadline for the whole message after 354. */
+  readonly dataTimeoutMs: number;
   readonly relayTimeoutMs: number;
   /** The name we give in our banner and EHLO to the next hop. */
   readonly hostname: string;

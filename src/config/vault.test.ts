@@ -5,7 +5,6 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { generateSigningKey, formatKeyRecord, verifyMessage } from '../dkim/index.js';
 import { signMessage } from '../dkim/sign.js';
-import { toSignRequest } from '../policy/signing.js';
 import { loadConfig } from './load.js';
 import { makeConfigDir } from '../../test/helpers/config-dir.js';
 
@@ -56,7 +55,7 @@ describe('keys from HashiCorp Vault (KV v2)', () => {
     const signer = r.config.signing.domains.get('example.com')!.signer;
     assert.equal(signer.keySource, 'vault:secret/dkim/example.com/s1');
     const message = Buffer.from('From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n');
-    const signed = Buffer.concat([Buffer.from(signMessage(message, [toSignRequest(signer)], 1000).join(''), 'latin1'), message]);
+    const signed = Buffer.concat([Buffer.from(signMessage(message, [signer.prepared], 1000).join(''), 'latin1'), message]);
     const outcomes = await verifyMessage(signed, async () => ({ kind: 'found', records: [formatKeyRecord(key.key)] }), 1000);
     assert.deepEqual(outcomes.map((o) => o.result), ['pass']);
   });

@@ -14,8 +14,20 @@ export {
 } from './signature.js';
 export { parseKeyRecord, formatKeyRecord, publicKeyData, splitTxt, type DkimKeyRecord } from './keyrecord.js';
 export { parsePrivateKey, generateSigningKey, KEY_KINDS, MIN_RSA_BITS, type KeyKind, type SigningKey } from './keys.js';
-export { MessageSigner, signMessage, expandHeaderList, DEFAULT_SIGNED_HEADERS, SignRequestError, type SignRequest } from './sign.js';
+export { MessageSigner, PreparedSigner, signMessage, expandHeaderList, DEFAULT_SIGNED_HEADERS, SignRequestError, type SignRequest } from './sign.js';
 export { MessageVerifier, verifyMessage, keyQueryName, DEFAULT_MAX_SIGNATURES, type KeyAnswer, type VerifyOptions } from './verify.js';
 export { signHeaderData, verifyHeaderData } from './crypto.js';
 export { headerHashInput } from './sign.js';
-export { formatAuthenticationResults, formatResinfo, assertNever, type DkimOutcome, type DkimResult } from './results.js';
+export {
+  formatAuthenticationResults,
+  formatAuthenticationResultsField,
+  formatResinfo,
+  dkimResinfos,
+  skippedNote,
+  viewOutcome,
+  outcomeFields,
+  assertNever,
+  type DkimOutcome,
+  type DkimResult,
+  type OutcomeView,
+} from './results.js';

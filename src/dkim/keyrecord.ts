@@ -49,8 +49,11 @@ export function parseKeyRecord(txt: string): KeyRecordResult {
 
 function parseKeyRecordUncached(txt: string): KeyRecordResult {
   const parsed = parseTagList(txt);
-  if (!parsed.ok) return { ok: false, tag: parsed.tag, message: parsed.message };
-  const tags = parsed.tags;
+  // A tag of a later extension may break the strict grammar (`x-future=1`);
+  // the record is still read when the tags that matter are well formed, as
+  // Mail::DKIM, dkimpy and OpenDKIM read it.
+  const tags: ReadonlyMap<string, { readonly value: string }> | null = parsed.ok ? parsed.tags : lenientTags(txt);
+  if (tags === null) return { ok: false, tag: parsed.ok ? null : parsed.tag, message: parsed.ok ? '' : parsed.message };
   const bad = (tag: string, message: string): KeyRecordResult => ({ ok: false, tag, message });
 
   const v = tags.get('v');
@@ -76,6 +79,32 @@ function parseKeyRecordUncached(txt: string): KeyRecordResult {
   if (publicKey === null) return bad('p', `public key is not a valid ${k} key`);
   const bits = k === 'rsa' ? publicKey.asymmetricKeyDetails?.modulusLength : undefined;
   return { ok: true, record: { ...base, publicKey, bits } };
+}
+
+const KNOWN_TAG = /^[A-Za-z][A-Za-z0-9_]*$/;
+
+/**
+ * `;`-separated `name=value` pairs with any name: the known tags are then
+ * checked as strictly as ever, the others ignored. Null when even that fails
+ * (no `=`, a duplicate name, or a known tag's value with a character the
+ * grammar does not allow).
+ */
+function lenientTags(txt: string): Map<string, { readonly value: string }> | null {
+  const tags = new Map<string, { readonly value: string }>();
+  for (const part of txt.split(';')) {
+    if (part.trim() === '') continue;
+    const eq = part.indexOf('=');
+    if (eq === -1) return null;
+    const name = part.slice(0, eq).replace(/[ \t\r\n]+/g, '');
+    const value = part.slice(eq + 1).trim();
+    if (tags.has(name)) return null;
+    if (KNOWN_TAG.test(name)) {
+      const strict = parseTagList(`${name}=${value}`);
+      if (!strict.ok) return null;
+    }
+    tags.set(name, { value });
+  }
+  return tags;
 }
 
 /** RFC 6376 is inconsistent (erratum 3017): accept SubjectPublicKeyInfo and bare RSAPublicKey. */

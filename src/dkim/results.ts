@@ -33,12 +33,50 @@ export type DkimOutcome =
   | (Signed & { readonly result: 'pass' })
   | (Signed & { readonly result: 'fail'; readonly reason: FailReason })
   | (Signed & { readonly result: 'policy'; readonly reason: PolicyReason })
-  | (Base & { readonly result: 'neutral'; readonly reason: 'signature limit reached' })
   | (Base & { readonly result: 'temperror'; readonly reason: TemperrorReason })
   | (Base & { readonly result: 'permerror'; readonly reason: PermerrorReason });
 
 export function assertNever(x: never): never {
   throw new Error(`unexpected value ${JSON.stringify(x)}`);
+}
+
+/**
+ * What every renderer (the A-R writer, the commands, the log) reads of an
+ * outcome; the only place that looks inside the union.
+ */
+export interface OutcomeView {
+  readonly result: DkimResult;
+  readonly reason: string | undefined;
+  readonly detail: string | undefined;
+  /** The key record had `t=y`: the message counts as unsigned (RFC 6376 §3.6.1). */
+  readonly testing: boolean;
+  readonly unsignedBodyBytes: number | undefined;
+  /** Whether trying again later may give another answer (a DNS failure). */
+  readonly temporary: boolean;
+  readonly sig: PartialSignatureInfo;
+}
+
+export function viewOutcome(o: DkimOutcome): OutcomeView {
+  const common = { sig: o.sig, detail: o.detail };
+  switch (o.result) {
+    case 'pass':
+      return { ...common, result: o.result, reason: undefined, testing: o.testing, unsignedBodyBytes: o.unsignedBodyBytes, temporary: false };
+    case 'fail':
+    case 'policy':
+      return { ...common, result: o.result, reason: o.reason, testing: o.testing, unsignedBodyBytes: o.unsignedBodyBytes, temporary: false };
+    case 'temperror':
+      return { ...common, result: o.result, reason: o.reason, testing: false, unsignedBodyBytes: undefined, temporary: true };
+    case 'permerror':
+      return { ...common, result: o.result, reason: o.reason, testing: false, unsignedBodyBytes: undefined, temporary: false };
+    default:
+      return assertNever(o);
+  }
+}
+
+/** The fields of an outcome in the per-message log line and in `verify --json`. */
+export function outcomeFields(o: DkimOutcome): { result: DkimResult; d: string | null; s: string | null; a: string | null; reason: string | null; detail: string | null; testing: boolean } {
+  const v = viewOutcome(o);
+  return { result: v.result, d: v.sig.d ?? null, s: v.sig.s ?? null, a: v.sig.a ?? null, reason: v.reason ?? null, detail: v.detail ?? null, testing: v.testing };
 }
 
 /** RFC 2045 token characters; anything else must be a quoted-string. */
@@ -57,13 +95,14 @@ export function shortB(b: string, all: readonly string[]): string {
 
 /** One `dkim=` method result, without the leading separator. */
 export function formatResinfo(o: DkimOutcome, allB: readonly string[]): string {
-  let out = `dkim=${o.result}`;
-  if ('reason' in o) out += ` reason=${pvalue(o.detail ? `${o.reason}: ${o.detail}` : o.reason)}`;
+  const v = viewOutcome(o);
+  let out = `dkim=${v.result}`;
+  if (v.reason !== undefined) out += ` reason=${pvalue(v.detail ? `${v.reason}: ${v.detail}` : v.reason)}`;
   const comments: string[] = [];
-  if ('testing' in o && o.testing) comments.push('key in testing mode (t=y)');
-  if ('unsignedBodyBytes' in o && o.unsignedBodyBytes !== undefined) comments.push(`l= leaves ${o.unsignedBodyBytes} body octets unsigned`);
+  if (v.testing) comments.push('key in testing mode (t=y)');
+  if (v.unsignedBodyBytes !== undefined) comments.push(`l= leaves ${v.unsignedBodyBytes} body octets unsigned`);
   if (comments.length > 0) out += ` (${comments.join('; ')})`;
-  const s = o.sig;
+  const s = v.sig;
   if (s.d !== undefined) out += ` header.d=${pvalue(s.d)}`;
   if (s.i !== undefined) out += ` header.i=${identity(s.i)}`;
   if (s.s !== undefined) out += ` header.s=${pvalue(s.s)}`;
@@ -82,12 +121,30 @@ function identity(i: string): string {
   return `"${local.replace(/["\\]/g, (c) => `\\${c}`)}"@${domain}`;
 }
 
-/**
- * The whole Authentication-Results field (with CRLF). No outcomes means the
- * message carried no signature: `dkim=none`.
- */
-export function formatAuthenticationResults(authservId: string, outcomes: readonly DkimOutcome[]): string {
+/** The `dkim=` results of one message: one per checked signature, `dkim=none` for none. */
+export function dkimResinfos(outcomes: readonly DkimOutcome[]): string[] {
   const allB = outcomes.map((o) => o.sig.bText ?? '').filter((b) => b !== '');
-  const results = outcomes.length === 0 ? ['dkim=none'] : outcomes.map((o) => formatResinfo(o, allB));
-  return `Authentication-Results: ${authservId};${results.map((r) => `\r\n\t${r}`).join(';')}\r\n`;
+  return outcomes.length === 0 ? ['dkim=none'] : outcomes.map((o) => formatResinfo(o, allB));
+}
+
+/**
+ * The whole Authentication-Results field (with CRLF) from method results.
+ * `note` goes in a comment after the authserv-id (e.g. signatures not checked).
+ */
+export function formatAuthenticationResultsField(authservId: string, resinfos: readonly string[], note?: string): string {
+  const comment = note === undefined ? '' : ` (${note.replace(/[()\\]/g, '')})`;
+  return `Authentication-Results: ${authservId}${comment};${resinfos.map((r) => `\r\n\t${r}`).join(';')}\r\n`;
+}
+
+/**
+ * The field for DKIM results alone. No outcomes means the message carried no
+ * signature: `dkim=none`. `skipped`: signatures past the limit, not checked.
+ */
+export function formatAuthenticationResults(authservId: string, outcomes: readonly DkimOutcome[], skipped = 0): string {
+  return formatAuthenticationResultsField(authservId, dkimResinfos(outcomes), skippedNote(skipped));
+}
+
+/** The comment for signatures past the limit, which get no result of their own. */
+export function skippedNote(skipped: number): string | undefined {
+  return skipped > 0 ? `${skipped} more DKIM signature${skipped === 1 ? '' : 's'} not checked` : undefined;
 }

@@ -6,6 +6,7 @@ import { createBodyHasher, type BodyHasher } from './bodyhash.js';
 import { canonicalizeHeader, type Canonicalization } from './canonicalize.js';
 import { signHeaderData, signHeaderDataAsync } from './crypto.js';
 import { asciiLower, countHeaders, findBodyStart, parseHeaderBlock, selectHeaders, type HeaderField } from './headers.js';
+import type { HashAlgorithm } from './bodyhash.js';
 import type { SigningKey } from './keys.js';
 import {
   algorithmParts,
@@ -14,6 +15,7 @@ import {
   isDomainName,
   isSameOrSubdomain,
   isSelector,
+  type KeyType,
   type SigningAlgorithm,
 } from './signature.js';
 
@@ -121,29 +123,44 @@ function dkimQuotedPrintable(s: string): string {
   return out;
 }
 
-/** Requests already found valid; a SignRequest is read-only, so once is enough. */
-const checked = new WeakSet<SignRequest>();
+/**
+ * A signing request found valid: made once (the config loader makes one per
+ * configured signer), then used for any number of messages without checks.
+ */
+export class PreparedSigner {
+  readonly request: SignRequest;
+  /** The body hasher it needs: signers that share one share a pass over the body. */
+  readonly hasherKey: string;
+  readonly keyType: KeyType;
+  readonly hash: HashAlgorithm;
+
+  private constructor(request: SignRequest) {
+    this.request = Object.freeze({ ...request, domain: request.domain.toLowerCase() });
+    const parts = algorithmParts(request.algorithm);
+    this.keyType = parts.keyType;
+    this.hash = parts.hash;
+    this.hasherKey = `${request.canonicalization.body}/${parts.hash}`;
+  }
+
+  /** Throws SignRequestError, naming what is wrong, for a request that cannot sign. */
+  static prepare(request: SignRequest): PreparedSigner {
+    checkRequest(request);
+    return new PreparedSigner(request);
+  }
+}
 
 /** Signs one message. Feed the body with `update`, then call `finish` once. */
 export class MessageSigner {
   private readonly fields: readonly HeaderField[];
   private readonly hashers = new Map<string, BodyHasher>();
-  private readonly requests: readonly SignRequest[];
+  private readonly signers: readonly PreparedSigner[];
 
   /** `headerBlock`: the binary string, or its fields if the caller has parsed them already. */
-  constructor(headerBlock: string | readonly HeaderField[], requests: readonly SignRequest[]) {
-    this.requests = requests;
-    for (const r of requests) {
-      // A request object is checked once: callers that keep theirs (the proxy's per-key requests) skip the checks after the first message.
-      if (!checked.has(r)) {
-        checkRequest(r);
-        checked.add(r);
-      }
-    }
+  constructor(headerBlock: string | readonly HeaderField[], signers: readonly PreparedSigner[]) {
+    this.signers = signers;
     this.fields = typeof headerBlock === 'string' ? parseHeaderBlock(headerBlock) : headerBlock;
-    for (const r of requests) {
-      const key = hasherKey(r);
-      if (!this.hashers.has(key)) this.hashers.set(key, createBodyHasher(r.canonicalization.body, algorithmParts(r.algorithm).hash));
+    for (const p of signers) {
+      if (!this.hashers.has(p.hasherKey)) this.hashers.set(p.hasherKey, createBodyHasher(p.request.canonicalization.body, p.hash));
     }
   }
 
@@ -153,10 +170,7 @@ export class MessageSigner {
 
   /** Returns one DKIM-Signature field (ending in CRLF) per request, in request order. */
   finish(now: number): string[] {
-    return this.unsigned(now).map((u) => {
-      const { keyType, hash } = algorithmParts(u.request.algorithm);
-      return complete(u, signHeaderData(keyType, hash, u.request.key.key, u.data));
-    });
+    return this.unsigned(now).map((u) => complete(u, signHeaderData(u.signer.keyType, u.signer.hash, u.signer.request.key.key, u.data)));
   }
 
   /**
@@ -168,8 +182,8 @@ export class MessageSigner {
   async finishAsync(now: number): Promise<string[]> {
     return Promise.all(
       this.unsigned(now).map(async (u) => {
-        const { keyType, hash } = algorithmParts(u.request.algorithm);
-        const key = u.request.key.key;
+        const { keyType, hash } = u.signer;
+        const key = u.signer.request.key.key;
         return complete(u, keyType === 'rsa' ? await signHeaderDataAsync(keyType, hash, key, u.data) : signHeaderData(keyType, hash, key, u.data));
       }),
     );
@@ -178,15 +192,16 @@ export class MessageSigner {
   /** Each request's DKIM-Signature field with an empty b=, and the data its signature covers. */
   private unsigned(now: number): Unsigned[] {
     const bodies = new Map([...this.hashers].map(([k, h]) => [k, h.digest()] as const));
-    return this.requests.map((r) => {
-      const body = bodies.get(hasherKey(r))!;
+    return this.signers.map((signer) => {
+      const r = signer.request;
+      const body = bodies.get(signer.hasherKey)!;
       const h = expandHeaderList(r.headers ?? DEFAULT_SIGNED_HEADERS, this.fields, r.overSign ?? true);
       const selected = selectHeaders(this.fields, h);
       const t = Math.floor(now);
       const header = formatSignatureHeader({
         algorithm: r.algorithm,
         canonicalization: r.canonicalization,
-        d: r.domain.toLowerCase(),
+        d: r.domain,
         s: r.selector,
         h,
         bh: body.hash.toString('base64'),
@@ -196,23 +211,19 @@ export class MessageSigner {
         x: r.expiresIn === undefined ? undefined : t + r.expiresIn,
         z: r.copyHeaders ? copiedHeaders(selected) : undefined,
       });
-      return { request: r, header, data: headerHashInput(selected, `${header}\r\n`, r.canonicalization.header) };
+      return { signer, header, data: headerHashInput(selected, `${header}\r\n`, r.canonicalization.header) };
     });
   }
 }
 
 interface Unsigned {
-  readonly request: SignRequest;
+  readonly signer: PreparedSigner;
   readonly header: string;
   readonly data: Buffer;
 }
 
 function complete(u: Unsigned, signature: Buffer): string {
   return `${u.header}${foldSignatureValue(u.header, signature.toString('base64'))}\r\n`;
-}
-
-function hasherKey(r: SignRequest): string {
-  return `${r.canonicalization.body}/${algorithmParts(r.algorithm).hash}`;
 }
 
 function copiedHeaders(selected: readonly (HeaderField | null)[]): string {
@@ -236,10 +247,14 @@ export function headerHashInput(selected: readonly (HeaderField | null)[], ownFi
   return Buffer.from(data, 'latin1');
 }
 
-/** Signs a whole message held in memory (CRLF line ends); returns the fields to prepend. */
-export function signMessage(message: Buffer, requests: readonly SignRequest[], now: number): string[] {
+/**
+ * Signs a whole message held in memory (CRLF line ends); returns the fields to
+ * prepend. Plain requests are prepared (checked) here, for one-off use.
+ */
+export function signMessage(message: Buffer, signers: readonly (PreparedSigner | SignRequest)[], now: number): string[] {
   const { headerEnd, bodyStart } = findBodyStart(message);
-  const signer = new MessageSigner(message.toString('latin1', 0, headerEnd), requests);
+  const prepared = signers.map((s) => (s instanceof PreparedSigner ? s : PreparedSigner.prepare(s)));
+  const signer = new MessageSigner(message.toString('latin1', 0, headerEnd), prepared);
   signer.update(message.subarray(bodyStart));
   return signer.finish(now);
 }

@@ -112,6 +112,8 @@ export function parseSignature(field: HeaderField): SignatureParseResult {
   if (!isDomainName(d)) return bad('d', `"${get('d')}" is not a domain name`);
   const s = stripFws(get('s')!);
   if (!/^[A-Za-z0-9_](?:[A-Za-z0-9_-]*)(?:\.[A-Za-z0-9_][A-Za-z0-9_-]*)*$/.test(s)) return bad('s', `"${get('s')}" is not a selector`);
+  // A name that can never be asked for is a permanent error, not a DNS failure.
+  if (!fitsDns(`${s}._domainkey.${d}`)) return bad('s', `the key's name "${s}._domainkey.${d}" cannot exist in DNS (a label over 63 octets, or over 253 in all)`);
   const h = stripFws(get('h')!).split(':');
   // DoS bound: real signers list a few dozen names.
   if (h.length > MAX_SIGNED_HEADERS) return bad('h', `lists ${h.length} header names (at most ${MAX_SIGNED_HEADERS} are accepted)`);
@@ -175,8 +177,13 @@ function optional<K extends string>(key: K, value: string | undefined): { [P in 
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
 }
 
+/** RFC 1035 §2.3.4: labels of 1 to 63 octets, at most 253 in all (without the root's dot). */
+export function fitsDns(name: string): boolean {
+  return name.length > 0 && name.length <= 253 && name.split('.').every((label) => label.length > 0 && label.length <= 63);
+}
+
 export function isDomainName(d: string): boolean {
-  if (d.length === 0 || d.length > 253) return false;
+  if (!fitsDns(d)) return false;
   return d.split('.').every((label) => /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/i.test(label) || /^xn--[a-z0-9-]+$/i.test(label));
 }
 

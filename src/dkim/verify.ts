@@ -10,7 +10,7 @@ import { parseKeyRecord, type DkimKeyRecord } from './keyrecord.js';
 import { MIN_RSA_BITS } from './keys.js';
 import type { DkimOutcome } from './results.js';
 import { headerHashInput } from './sign.js';
-import { parseSignature, type DkimSignature, type PartialSignatureInfo } from './signature.js';
+import { isSameOrSubdomain, parseSignature, type DkimSignature, type PartialSignatureInfo, type SignatureParseResult } from './signature.js';
 
 /** What the DNS said for `selector._domainkey.domain`. */
 export type KeyAnswer =
@@ -21,8 +21,13 @@ export type KeyAnswer =
   | { readonly kind: 'temperror'; readonly reason: 'dns timeout' | 'dns error'; readonly detail?: string };
 
 export interface VerifyOptions {
-  /** At most this many signatures are checked; the rest are `neutral` (DoS bound, DKIM-PITFALLS 28). */
+  /**
+   * At most this many signatures are checked (DoS bound, DKIM-PITFALLS 28):
+   * DNS lookups and signature checks alike. The rest are counted, not listed.
+   */
   readonly maxSignatures?: number;
+  /** The From domain: signatures whose d= is it, or a parent or subdomain of it, are checked first. */
+  readonly authorDomain?: string;
   /** Legacy switch: accept rsa-sha1 signatures (RFC 8301 says not to). */
   readonly allowSha1?: boolean;
   /** Legacy switch: accept RSA keys shorter than 1024 bits. */
@@ -50,22 +55,26 @@ export class MessageVerifier {
   private readonly entries: Entry[] = [];
   private readonly hashers = new Map<string, BodyHasher>();
   private readonly options: VerifyOptions;
+  /** Signatures beyond `maxSignatures`: not checked, no outcome of their own. */
+  readonly skipped: number;
 
   /** `headerBlock`: the binary string, or its fields if the caller has parsed them already. */
   constructor(headerBlock: string | readonly HeaderField[], options: VerifyOptions = {}) {
     this.options = options;
     this.fields = typeof headerBlock === 'string' ? parseHeaderBlock(headerBlock) : headerBlock;
     const max = options.maxSignatures ?? DEFAULT_MAX_SIGNATURES;
-    let seen = 0;
-    for (const field of this.fields) {
-      if (field.key !== 'dkim-signature') continue;
-      seen++;
-      const parsed = parseSignature(field);
+    const all = this.fields.filter((f) => f.key === 'dkim-signature').map((field) => ({ field, parsed: parseSignature(field) }));
+    // One valid author signature below any number of bogus ones is still found.
+    const author = options.authorDomain?.toLowerCase();
+    const aligned = (p: SignatureParseResult): boolean => author !== undefined && p.ok && (isSameOrSubdomain(author, p.signature.d) || isSameOrSubdomain(p.signature.d, author));
+    let chosen = all;
+    if (all.length > max) {
+      const first = new Set([...all.filter((x) => aligned(x.parsed)), ...all.filter((x) => !aligned(x.parsed))].slice(0, max));
+      chosen = all.filter((x) => first.has(x));
+    }
+    this.skipped = all.length - chosen.length;
+    for (const { parsed } of chosen) {
       const info = parsed.ok ? infoOf(parsed.signature) : parsed.info;
-      if (seen > max) {
-        this.entries.push({ kind: 'outcome', outcome: { result: 'neutral', reason: 'signature limit reached', sig: info, detail: `only ${max} are checked` } });
-        continue;
-      }
       if (!parsed.ok) {
         const detail = parsed.tag ? `${parsed.tag}=: ${parsed.message}` : parsed.message;
         this.entries.push({ kind: 'outcome', outcome: { result: 'permerror', reason: 'signature syntax', sig: info, detail } });

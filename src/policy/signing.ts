@@ -3,7 +3,6 @@
  * the domain block (exact, else the nearest parent with `subdomains`), its DNS
  * policy, then the additional signatures (KumoMTA's model).
  */
-import type { SignRequest } from '../dkim/index.js';
 import type { DomainBlock, Signer, SigningConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
 import { checkPublished } from './published.js';
@@ -63,34 +62,4 @@ export async function planSignatures(signing: SigningConfig, author: string | nu
     return { kind: 'unsigned', reason: why };
   }
   return { kind: 'sign', signers: signing.singleSignature ? unique.slice(0, 1) : unique, notes };
-}
-
-const requests = new WeakMap<Signer, SignRequest>();
-
-/** The engine's request for a configured signer; the same object each time, so the engine checks it once. */
-export function toSignRequest(signer: Signer): SignRequest {
-  let request = requests.get(signer);
-  if (!request) {
-    request = signRequestOf(signer);
-    requests.set(signer, request);
-  }
-  return request;
-}
-
-function signRequestOf(signer: Signer): SignRequest {
-  return {
-    domain: signer.domain,
-    selector: signer.selector,
-    key: signer.key,
-    algorithm: signer.algorithm,
-    canonicalization: signer.canonicalization,
-    headers: signer.headers,
-    overSign: signer.overSign,
-    ...(signer.identity !== undefined ? { identity: signer.identity } : {}),
-    ...(signer.expire !== undefined ? { expiresIn: signer.expire } : {}),
-    bodyLength: signer.bodyLength,
-    copyHeaders: signer.copyHeaders,
-    // The loader refuses rsa-sha1 unless [signing] legacy_sha1 is on.
-    allowSha1: signer.algorithm === 'rsa-sha1',
-  };
 }

@@ -45,6 +45,21 @@ export interface NextHopOptions {
 
 const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)/;
 
+export interface TransactionRequest {
+  /** A previous transaction is still open on this connection. */
+  readonly reset: boolean;
+  readonly xforward: ReadonlyMap<string, string>;
+  /** The whole MAIL FROM command line. */
+  readonly mail: string;
+  /** The first RCPT TO command line. */
+  readonly rcpt: string;
+}
+
+export interface TransactionReplies {
+  readonly mail: Reply;
+  readonly rcpt: Reply | undefined;
+}
+
 export class NextHop {
   private socket: Socket | TLSSocket;
   private readonly options: NextHopOptions;
@@ -310,6 +325,28 @@ export class NextHop {
     }
     if (line !== 'XFORWARD') lines.push(line);
     return lines;
+  }
+
+  /**
+   * Opens a mail transaction: RSET first when `reset` (a previous one is
+   * still open), the XFORWARD attributes, MAIL and the first RCPT, in one
+   * write where the next hop offers PIPELINING. XFORWARD is advisory (a
+   * refusal costs only the log attributes). A refused RSET means we are out
+   * of step with the next hop: the connection is closed and RelayError
+   * thrown. `rcpt` is undefined when MAIL was refused and RCPT not sent.
+   */
+  async openTransaction(request: TransactionRequest): Promise<TransactionReplies> {
+    const lines = [...(request.reset ? ['RSET'] : []), ...this.xforwardCommands(request.xforward), request.mail, request.rcpt];
+    const mailAt = lines.length - 2;
+    const replies = await this.commands(lines, (k, r) => ((k === 0 && request.reset) || k >= mailAt) && !isPositive(r));
+    const reset = request.reset ? replies[0] : undefined;
+    if (reset && !isPositive(reset)) {
+      this.close();
+      throw new RelayError('protocol', `next hop refused RSET: ${reset.code} ${replyText(reset)}`);
+    }
+    const mail = replies[mailAt];
+    if (!mail) throw new RelayError('protocol', 'next hop gave no reply to MAIL');
+    return { mail, rcpt: replies[mailAt + 1] };
   }
 
   /**

@@ -4,32 +4,26 @@
  * 250 for a recipient it refused). MAIL is answered once the next hop is
  * connected and goes on with the first RCPT, in one write where the next hop
  * offers PIPELINING: a round trip fewer per message, and a next hop that
- * refuses the sender refuses each recipient with its own reply. The message
- * reaches the next hop only once it is complete and signed (`out`) or
- * verified (`in`); until the next hop accepts it, the client has nothing but
- * a 4xx or the next hop's refusal.
+ * refuses the sender refuses each recipient with its own reply. A message is
+ * received, processed (signed by `out`, verified by `in`: see src/pipeline/)
+ * and only then relayed; until the next hop accepts it, the client has
+ * nothing but a 4xx or the next hop's refusal.
  */
 import { BlockList, isIPv4 } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Logger } from 'pino';
-import {
-  formatAuthenticationResults,
-  MessageSigner,
-  MessageVerifier,
-  parseHeaderBlock,
-  type DkimOutcome,
-  type KeyAnswer,
-} from '../dkim/index.js';
-import type { InListenerConfig, ListenerConfig, ProxyConfig } from '../config/types.js';
+import type { ListenerConfig, ProxyConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
-import { authorDomain } from '../policy/author.js';
 import { messageLogger } from '../ops/log.js';
 import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
-import { planSignatures, toSignRequest } from '../policy/signing.js';
+import type { Envelope, MessageProcessor } from '../pipeline/message.js';
+import { SigningProcessor } from '../pipeline/sign.js';
+import { VerifyingProcessor, type VerifySettings } from '../pipeline/verify.js';
 import { isPositive, NextHop, RelayError, replyText, type Reply } from '../relay/client.js';
-import { receive, type BodyHandler } from './receive.js';
-import { fromReply, ReplyError, toReply } from './replies.js';
+import { GuardedServer } from './listener.js';
+import { receive } from './receive.js';
+import { acceptedText, fromReply, replies, ReplyError, toReply } from './replies.js';
 
 export type ProxyKind = 'out' | 'in';
 
@@ -94,20 +88,6 @@ function params(args: SMTPServerAddress['args'], hop: NextHop, allowed: Record<s
 const MAIL_PARAMS = { SIZE: 'SIZE', BODY: '8BITMIME', SMTPUTF8: 'SMTPUTF8', RET: 'DSN', ENVID: 'DSN' };
 const RCPT_PARAMS = { NOTIFY: 'DSN', ORCPT: 'DSN' };
 
-/** Removes Authentication-Results fields that claim our authserv-id: forged upstream (RFC 8601 §5). */
-export function stripForgedResults(headerBlock: Buffer, authservId: string): { block: Buffer; removed: number } {
-  const fields = parseHeaderBlock(headerBlock.toString('latin1'));
-  const ours = authservId.toLowerCase();
-  const keep = fields.filter((f) => {
-    if (f.key !== 'authentication-results') return true;
-    const value = f.raw.slice(f.raw.indexOf(':') + 1).replace(/\([^)]*\)/g, ' ');
-    const id = /^\s*([^\s;]+)/.exec(value)?.[1]?.toLowerCase();
-    return id !== ours;
-  });
-  if (keep.length === fields.length) return { block: headerBlock, removed: 0 };
-  return { block: Buffer.from(keep.map((f) => f.raw).join(''), 'latin1'), removed: fields.length - keep.length };
-}
-
 /**
  * The client's XFORWARD attributes as the next hop should get them. smtp-server
  * keeps them parsed: PORT as a number, "[UNAVAILABLE]" as false, and the
@@ -125,22 +105,48 @@ export function forwardedAttributes(session: SMTPServerSession): Map<string, str
   return out;
 }
 
+/** What the processors know of the transaction: the original client as XFORWARD gave it, else the socket's peer. */
+function envelopeOf(session: SMTPServerSession): Envelope {
+  const xf = forwardedAttributes(session);
+  const addr = xf.get('ADDR');
+  const helo = xf.get('HELO');
+  return {
+    clientAddress: addr !== undefined && addr !== '[UNAVAILABLE]' ? addr.replace(/^IPV6:/i, '') : session.remoteAddress,
+    helo: helo !== undefined && helo !== '[UNAVAILABLE]' ? helo : session.hostNameAppearsAs || undefined,
+    mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+    rcptTo: session.envelope.rcptTo.map((r) => r.address),
+  };
+}
+
 export interface ProxyServer {
   readonly kind: ProxyKind;
   listen(): Promise<{ host: string; port: number }>;
   /** Stops accepting; resolves once open connections are done (or after the grace time). */
   close(): Promise<void>;
-  readonly server: SMTPServer;
+  readonly server: GuardedServer;
 }
 
 export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
+  const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
+  let active = 0;
+  if (kind === 'out') {
+    const processor = new SigningProcessor({ signing: () => deps.config().signing, lookup: deps.lookup, now, ...(deps.metrics ? { metrics: deps.metrics } : {}), offload: () => active > 1 });
+    return proxyWith(kind, deps, processor, (delta) => (active += delta));
+  }
+  const settings = (): VerifySettings => {
+    const l = deps.config().in;
+    if (!l) throw new Error('no [in] listener configured');
+    return l;
+  };
+  const processor = new VerifyingProcessor({ settings, lookup: deps.lookup, now, ...(deps.metrics ? { metrics: deps.metrics } : {}) });
+  return proxyWith(kind, deps, processor, (delta) => (active += delta));
+}
+
+function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProcessor<R>, countActive: (delta: 1 | -1) => void): ProxyServer {
   const initial = listenerOf(deps.config(), kind);
   const sessions = new Map<string, SessionState>();
-  const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
   const metrics = deps.metrics ?? NO_METRICS;
   const messageLog = messageLogger(deps.log);
-  /** Transactions between DATA and their reply. */
-  let active = 0;
   let allow = { cidrs: initial.allowClients, list: allowList(initial.allowClients) };
   const allowed = (address: string): boolean => {
     const current = listenerOf(deps.config(), kind).allowClients;
@@ -178,259 +184,240 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
     return s.hop;
   }
 
-  const server = new SMTPServer({
-    name: initial.hostname,
-    banner: `dkim-proxy ${kind}`,
-    lmtp: initial.protocol === 'lmtp',
-    size: initial.maxMessageBytes,
-    maxClients: initial.maxConnections,
-    socketTimeout: initial.idleTimeoutMs,
-    closeTimeout: 30_000,
-    hideENHANCEDSTATUSCODES: false,
-    hide8BITMIME: false,
-    hideSMTPUTF8: false,
-    hidePIPELINING: false,
-    useXForward: true,
-    authOptional: true,
-    disabledCommands: initial.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
-    ...(initial.tls ? { key: readFileSync(initial.tls.key), cert: readFileSync(initial.tls.cert) } : {}),
-    logger: false,
+  /** Runs a handler of ours while the client waits for it: no deadline of the client's runs meanwhile. */
+  const decide = (session: SMTPServerSession, work: () => Promise<void>, callback: (err?: Error | null) => void, stage: string): void => {
+    server.waiting(session.id, true);
+    work().then(
+      () => {
+        server.waiting(session.id, false);
+        callback();
+      },
+      (err: unknown) => {
+        server.waiting(session.id, false);
+        callback(refusal(stage, session, err));
+      },
+    );
+  };
 
-    onConnect(session, callback) {
-      // The socket's own address: XFORWARD later rewrites session.remoteAddress.
-      if (!allowed(session.remoteAddress)) {
-        deps.log.warn({ kind, client: session.remoteAddress }, 'client refused: not in allow_clients');
-        metrics.clientRefused(kind);
-        callback(new ReplyError(554, `Access denied: ${session.remoteAddress} may not use this ${kind === 'out' ? 'signing' : 'verifying'} proxy`));
-        return;
-      }
-      callback();
-    },
+  const limits = (): { perClient: number; commandTimeoutMs: number; dataTimeoutMs: number } => {
+    const l = listenerOf(deps.config(), kind);
+    return { perClient: l.maxConnectionsPerClient, commandTimeoutMs: l.commandTimeoutMs, dataTimeoutMs: l.dataTimeoutMs };
+  };
 
-    onMailFrom(address, session, callback) {
-      // Connecting now, so that a next hop that is down refuses the sender.
-      hopFor(session).then(
-        () => {
-          const s = state(session);
-          s.sender = address;
-          s.accepted = [];
-          callback();
-        },
-        (err: unknown) => callback(refusal('MAIL', session, err)),
-      );
-    },
+  const server: GuardedServer = new GuardedServer(
+    {
+      name: initial.hostname,
+      banner: `dkim-proxy ${kind}`,
+      lmtp: initial.protocol === 'lmtp',
+      size: initial.maxMessageBytes,
+      maxClients: initial.maxConnections,
+      socketTimeout: initial.idleTimeoutMs,
+      closeTimeout: 30_000,
+      hideENHANCEDSTATUSCODES: false,
+      hide8BITMIME: false,
+      hideSMTPUTF8: false,
+      hidePIPELINING: false,
+      useXForward: true,
+      authOptional: true,
+      // XFORWARD (from Postfix) names the client; a PTR lookup per connection would only add a wait.
+      disableReverseLookup: true,
+      disabledCommands: initial.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+      ...(initial.tls ? { key: readFileSync(initial.tls.key), cert: readFileSync(initial.tls.cert) } : {}),
+      logger: false,
 
-    onRcptTo(address, session, callback) {
-      void (async () => {
-        const s = state(session);
-        // A next hop lost after it took MAIL has lost this transaction with it.
-        if (s.open && (!s.hop || s.hop.broken)) throw new ReplyError(451, 'Next hop connection lost; try again later');
-        const hop = await hopFor(session);
-        const rcpt = `RCPT TO:<${address.address}>${params(address.args, hop, RCPT_PARAMS)}`;
-        const sender = s.sender;
-        if (!sender) {
-          const reply = await hop.command(rcpt);
-          if (!isPositive(reply)) throw fromReply(reply);
-          s.accepted.push(address.address);
+      onConnect(session, callback) {
+        const l = listenerOf(deps.config(), kind);
+        // A reload applies to the next EHLO: the SIZE we advertise is the limit we enforce.
+        server.options.size = l.maxMessageBytes;
+        // The socket's own address: XFORWARD later rewrites session.remoteAddress.
+        if (!allowed(session.remoteAddress)) {
+          deps.log.warn({ kind, client: session.remoteAddress }, 'client refused: not in allow_clients');
+          metrics.clientRefused(kind);
+          callback(replies.accessDenied(session.remoteAddress, kind === 'out' ? 'signing' : 'verifying'));
           return;
         }
-        const lines = [
-          ...(s.open ? ['RSET'] : []),
-          ...hop.xforwardCommands(forwardedAttributes(session)),
-          `MAIL FROM:<${sender.address}>${params(sender.args, hop, MAIL_PARAMS)}`,
-          rcpt,
-        ];
-        const mailAt = lines.length - 2;
-        // XFORWARD is advisory (a refusal costs only the log attributes); RSET and MAIL are not.
-        const replies = await hop.commands(lines, (k, r) => ((k === 0 && s.open) || k >= mailAt) && !isPositive(r));
-        if (s.open) {
-          const reset = replies[0]!;
-          if (!isPositive(reset)) {
-            // Out of step with us: a new connection for the next try.
-            hop.close();
-            throw new RelayError('protocol', `next hop refused RSET: ${reset.code} ${replyText(reset)}`);
-          }
-          s.open = false;
-        }
-        const mail = replies[mailAt]!;
-        if (!isPositive(mail)) throw fromReply(mail);
-        s.open = true;
-        s.sender = undefined;
-        const reply = replies[mailAt + 1]!;
-        if (!isPositive(reply)) throw fromReply(reply);
-        s.accepted.push(address.address);
-      })().then(
-        () => callback(),
-        (err: unknown) => callback(refusal('RCPT', session, err)),
-      );
-    },
+        callback();
+      },
 
-    onData(stream, session, callback) {
-      const s = state(session);
-      s.busy = true;
-      active++;
-      metrics.inFlight(kind, 1);
-      const started = process.hrtime.bigint();
-      const size = { bytes: 0 };
-      const account = (code: number): void => metrics.transaction(kind, code, size.bytes, Number(process.hrtime.bigint() - started) / 1e9);
-      transaction(stream, session, size)
-        .finally(() => {
-          s.busy = false;
-          active--;
-          metrics.inFlight(kind, -1);
-        })
-        .then(
-          (result) => {
-            // LMTP: one reply per recipient; the transaction counts as relayed if any was.
-            account(Array.isArray(result) ? (result.some((r) => typeof r === 'string') ? 250 : (result[0] as ReplyError).responseCode) : 250);
-            callback(null, result);
+      onMailFrom(address, session, callback) {
+        // Connecting now, so that a next hop that is down refuses the sender.
+        decide(
+          session,
+          async () => {
+            await hopFor(session);
+            const s = state(session);
+            s.sender = address;
+            s.accepted = [];
           },
-          (err: unknown) => {
-            const reply = refusal('DATA', session, err);
-            account(reply.responseCode);
-            callback(reply);
-          },
+          callback,
+          'MAIL',
         );
-    },
+      },
 
-    onClose(session) {
-      const s = sessions.get(session.id);
-      sessions.delete(session.id);
-      if (!s?.hop) return;
-      if (s.busy) {
-        // The client left before our reply, so it will send the message again:
-        // abort the next hop's copy (a QUIT now would land inside its DATA)
-        // rather than deliver it twice.
-        deps.log.warn({ kind, cid: session.id }, 'client left during a transaction: next-hop transaction aborted');
-        s.hop.close();
-        return;
-      }
-      void s.hop.quit();
+      onRcptTo(address, session, callback) {
+        decide(session, () => recipient(address, session), callback, 'RCPT');
+      },
+
+      onData(stream, session, callback) {
+        const s = state(session);
+        s.busy = true;
+        countActive(1);
+        metrics.inFlight(kind, 1);
+        // The whole message is in: the client now waits for our reply.
+        stream.once('end', () => server.waiting(session.id, true));
+        const started = process.hrtime.bigint();
+        const size = { bytes: 0 };
+        const account = (code: number): void => metrics.transaction(kind, code, size.bytes, Number(process.hrtime.bigint() - started) / 1e9);
+        transaction(stream, session, size)
+          .finally(() => {
+            s.busy = false;
+            countActive(-1);
+            metrics.inFlight(kind, -1);
+            server.waiting(session.id, false);
+          })
+          .then(
+            (result) => {
+              // LMTP: one reply per recipient; the transaction counts as relayed if any was.
+              account(Array.isArray(result) ? (result.some((r) => typeof r === 'string') ? 250 : (result[0] as ReplyError).responseCode) : 250);
+              callback(null, result);
+            },
+            (err: unknown) => {
+              const reply = refusal('DATA', session, err);
+              account(reply.responseCode);
+              callback(reply);
+            },
+          );
+      },
+
+      onClose(session) {
+        const s = sessions.get(session.id);
+        sessions.delete(session.id);
+        if (!s?.hop) return;
+        if (s.busy) {
+          // The client left before our reply, so it will send the message again:
+          // abort the next hop's copy (a QUIT now would land inside its DATA)
+          // rather than deliver it twice.
+          deps.log.warn({ kind, cid: session.id }, 'client left during a transaction: next-hop transaction aborted');
+          s.hop.close();
+          return;
+        }
+        void s.hop.quit();
+      },
     },
-  });
+    limits,
+  );
   server.on('error', (err) => deps.log.error({ kind, err }, 'listener error'));
+  server.onGuard = (event) => {
+    if (event.kind === 'per-client-limit') {
+      metrics.clientRefused(kind);
+      deps.log.warn({ kind, client: event.address }, 'client refused: too many connections from its address');
+    } else {
+      deps.log.warn({ kind, client: event.address, stage: event.stage }, 'client too slow: deadline passed, connection closed');
+    }
+  };
 
-  /** One message: receive, sign or verify, relay; the result is what smtp-server replies. */
+  /** One RCPT: the first of a transaction opens it at the next hop with the MAIL it carries. */
+  async function recipient(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    const s = state(session);
+    // A next hop lost after it took MAIL has lost this transaction with it.
+    if (s.open && (!s.hop || s.hop.broken)) throw replies.hopLost('after MAIL');
+    const hop = await hopFor(session);
+    const rcpt = `RCPT TO:<${address.address}>${params(address.args, hop, RCPT_PARAMS)}`;
+    const sender = s.sender;
+    if (!sender) {
+      const reply = await hop.command(rcpt);
+      if (!isPositive(reply)) throw fromReply(reply);
+      s.accepted.push(address.address);
+      return;
+    }
+    const opened = await hop.openTransaction({ reset: s.open, xforward: forwardedAttributes(session), mail: `MAIL FROM:<${sender.address}>${params(sender.args, hop, MAIL_PARAMS)}`, rcpt });
+    s.open = false;
+    if (!isPositive(opened.mail)) throw fromReply(opened.mail);
+    s.open = true;
+    s.sender = undefined;
+    if (!opened.rcpt) throw new RelayError('protocol', 'next hop gave no reply to RCPT');
+    if (!isPositive(opened.rcpt)) throw fromReply(opened.rcpt);
+    s.accepted.push(address.address);
+  }
+
+  /** Closes the next hop's half-open transaction after a message that is not relayed. */
+  async function abandon(s: SessionState): Promise<void> {
+    if (s.hop && !s.hop.broken && s.open) await s.hop.command('RSET').catch(() => undefined);
+    s.open = false;
+  }
+
+  /** One message: receive, process, relay; the result is what smtp-server replies. */
   async function transaction(stream: SMTPServerDataStream, session: SMTPServerSession, size: { bytes: number }): Promise<string | (string | Error)[]> {
     const started = process.hrtime.bigint();
-    const config = deps.config();
-    const l = listenerOf(config, kind);
+    const l = listenerOf(deps.config(), kind);
     const s = state(session);
-    const logBase = { kind, cid: session.id, client: session.remoteAddress, from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', rcpt: session.envelope.rcptTo.map((r) => r.address) };
-    let prefix = '';
-    let blockOut: Buffer | undefined;
-    const fields: Record<string, unknown> = {};
-    let outcome: (() => Promise<void>) | undefined;
+    const envelope = envelopeOf(session);
+    const logBase = { kind, cid: session.id, client: session.remoteAddress, from: envelope.mailFrom, rcpt: envelope.rcptTo };
 
     const received = await receive(stream, {
       maxHeaderBytes: l.maxHeaderBytes,
+      maxHeaderFields: l.maxHeaderFields,
       maxMessageBytes: l.maxMessageBytes,
       spoolThresholdBytes: l.spoolThresholdBytes,
       ...(l.spoolDir !== undefined ? { spoolDir: l.spoolDir } : {}),
-      onHeaders: async (headerBlock): Promise<BodyHandler> => {
-        const headers = headerBlock.toString('latin1');
-        const parsed = parseHeaderBlock(headers);
-        if (parsed.length > l.maxHeaderFields) throw new ReplyError(552, `Too many header fields: ${parsed.length}, the limit is ${l.maxHeaderFields}`);
-        const messageId = parsed.find((f) => f.key === 'message-id');
-        if (messageId) fields['messageId'] = messageId.raw.slice(messageId.raw.indexOf(':') + 1).trim();
-        if (kind === 'out') {
-          const author = authorDomain(parsed);
-          fields['authorDomain'] = author.ok ? author.domain : null;
-          const authorName = author.ok ? author.domain : null;
-          const plan = await planSignatures(config.signing, authorName, deps.lookup);
-          if (plan.kind === 'tempfail') {
-            metrics.signing(authorName, 'tempfail', []);
-            throw new ReplyError(451, `Not signed, try again later: ${plan.reason}`);
-          }
-          if (plan.kind === 'unsigned') {
-            const reason = author.ok ? plan.reason : author.reason;
-            if (config.signing.unsigned === 'refuse') {
-              metrics.signing(authorName, 'refused', []);
-              throw new ReplyError(550, `Refused: no signing rule for this message (${reason})`);
-            }
-            metrics.signing(authorName, 'unsigned', []);
-            fields['unsigned'] = reason;
-            blockOut = headerBlock;
-            return { update: () => {} };
-          }
-          const signer = new MessageSigner(parsed, plan.signers.map(toSignRequest));
-          blockOut = headerBlock;
-          outcome = async () => {
-            // With other transactions under way, the RSA operation goes to the
-            // thread pool so that their I/O is not held up behind it; alone,
-            // the hand-over would cost more than it saves.
-            prefix = (active > 1 ? await signer.finishAsync(now()) : signer.finish(now())).join('');
-            fields['signatures'] = plan.signers.map((x) => ({ d: x.domain, s: x.selector, a: x.algorithm }));
-            metrics.signing(plan.signers[0]!.domain, 'signed', plan.signers);
-          };
-          return signer;
-        }
-        const inConfig = l as InListenerConfig;
-        const verifier = new MessageVerifier(parsed, { maxSignatures: inConfig.maxSignatures, allowSha1: inConfig.allowSha1, allowShortKeys: inConfig.allowShortKeys });
-        const stripped = stripForgedResults(headerBlock, inConfig.authservId);
-        if (stripped.removed > 0) fields['forgedResultsRemoved'] = stripped.removed;
-        blockOut = stripped.block;
-        outcome = async () => {
-          const names = verifier.keyQueries();
-          const answers = await Promise.all(names.map(async (n) => [n, await deps.lookup(n)] as [string, KeyAnswer]));
-          const outcomes: DkimOutcome[] = verifier.finish(new Map(answers), now());
-          prefix = formatAuthenticationResults(inConfig.authservId, outcomes);
-          fields['results'] = outcomes.map((o) => ({ result: o.result, d: o.sig.d, s: o.sig.s, a: o.sig.a, ...('reason' in o ? { reason: o.reason } : {}) }));
-          metrics.verified(outcomes);
-        };
-        return verifier;
-      },
+      onHeaders: (head) => processor.start(head, envelope),
     }).catch(async (err: unknown) => {
-      // Nothing was relayed: close the next hop's half-open transaction.
-      if (s.hop && !s.hop.broken && s.open) await s.hop.command('RSET').catch(() => undefined);
-      s.open = false;
+      await abandon(s);
       throw err;
     });
 
     size.bytes = received.bytes;
     if (received.kind !== 'ok') {
-      if (s.hop && !s.hop.broken) await s.hop.command('RSET').catch(() => undefined);
-      s.open = false;
+      await abandon(s);
       messageLog.info({ ...logBase, bytes: received.bytes, refused: received.kind }, 'message refused');
-      throw received.kind === 'too-large'
-        ? new ReplyError(552, `Message exceeds the size limit of ${l.maxMessageBytes} bytes`)
-        : new ReplyError(552, `Header block exceeds the limit of ${l.maxHeaderBytes} bytes`);
+      switch (received.kind) {
+        case 'too-large':
+          throw replies.messageTooLarge(l.maxMessageBytes);
+        case 'header-too-large':
+          throw replies.headerTooLarge(l.maxHeaderBytes);
+        case 'too-many-fields':
+          throw replies.tooManyFields(received.fields, l.maxHeaderFields);
+      }
     }
 
+    const messageId = received.head.fields.find((f) => f.key === 'message-id');
+    const idField = messageId ? { messageId: messageId.raw.slice(messageId.raw.indexOf(':') + 1).trim() } : {};
+    let logFields: Record<string, unknown> = idField;
     try {
-      if (outcome) await outcome();
+      const processed = await received.handler.finish();
+      logFields = { ...idField, ...processor.logFields(processed.report) };
       const hop = s.hop;
-      if (!hop || hop.broken) throw new ReplyError(451, 'Next hop connection lost before DATA; try again later');
+      if (!hop || hop.broken) throw replies.hopLost('before DATA');
       const body = await received.spool.reader();
-      const head = [...(prefix ? [Buffer.from(prefix, 'latin1')] : []), blockOut!, CRLF];
+      const head = [...(processed.prepend.length > 0 ? [processed.prepend] : []), processed.headerBlock, CRLF];
       const parts = Array.isArray(body)
         ? [...head, ...body]
         : (async function* () {
             yield* head;
             yield* body as AsyncIterable<Buffer>;
           })();
-      let replies: Reply[];
+      let relayed: Reply[];
       try {
         // CHUNKING (Postfix offers it): the message goes with its command, a round trip fewer than DATA.
-        const size = head.reduce((n, b) => n + b.length, received.spool.bytes);
-        replies = hop.extensions.has('CHUNKING') ? await hop.bdat(parts, size, s.accepted.length) : await hop.data(parts, s.accepted.length);
+        const octets = head.reduce((n, b) => n + b.length, received.spool.bytes);
+        relayed = hop.extensions.has('CHUNKING') ? await hop.bdat(parts, octets, s.accepted.length) : await hop.data(parts, s.accepted.length);
       } catch (err) {
         hop.close();
         throw err;
       }
       s.open = false;
-      for (const r of replies) metrics.relay(kind, r.code);
+      for (const r of relayed) metrics.relay(kind, r.code);
       const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
-      messageLog.info({ ...logBase, ...fields, bytes: received.bytes, relay: replies.map((r) => `${r.code} ${replyText(r)}`), latencyMs: Math.round(latencyMs * 10) / 10 }, 'message relayed');
+      messageLog.info({ ...logBase, ...logFields, bytes: received.bytes, relay: relayed.map((r) => `${r.code} ${replyText(r)}`), latencyMs: Math.round(latencyMs * 10) / 10 }, 'message relayed');
       if (l.protocol === 'lmtp') {
-        const perRecipient = session.envelope.rcptTo.map((_, k) => replies[Math.min(k, replies.length - 1)]!);
-        return perRecipient.map((r) => (isPositive(r) ? replyText(r) : fromReply(r)));
+        const perRecipient = session.envelope.rcptTo.map((_, k) => relayed[Math.min(k, relayed.length - 1)]!);
+        return perRecipient.map((r) => (isPositive(r) ? acceptedText(r) : fromReply(r)));
       }
-      const reply = replies[0]!;
+      const reply = relayed[0]!;
       if (!isPositive(reply)) throw fromReply(reply);
-      return replyText(reply);
+      return acceptedText(reply);
     } catch (err) {
-      messageLog.warn({ ...logBase, ...fields, bytes: received.bytes, err: err instanceof Error ? err.message : String(err) }, 'message not relayed');
+      messageLog.warn({ ...logBase, ...logFields, bytes: received.bytes, err: err instanceof Error ? err.message : String(err) }, 'message not relayed');
       throw err;
     } finally {
       await received.spool.dispose();

@@ -5,45 +5,55 @@
  * storing what is over it. smtp-server has already removed dot-stuffing.
  */
 import type { Readable } from 'node:stream';
-import { LineEndNormalizer } from '../dkim/index.js';
+import { LineEndNormalizer, parseHeaderBlock } from '../dkim/index.js';
+import type { MessageHead } from '../pipeline/message.js';
 import { Spool } from './spool.js';
 
 export interface BodyHandler {
   update(chunk: Uint8Array): void;
 }
 
-export interface ReceiveOptions {
+export interface ReceiveOptions<H extends BodyHandler> {
   readonly maxHeaderBytes: number;
+  readonly maxHeaderFields: number;
   readonly maxMessageBytes: number;
   readonly spoolThresholdBytes: number;
   readonly spoolDir?: string;
   /** Called once the header block is complete; the body goes to what it returns. */
-  readonly onHeaders: (headerBlock: Buffer) => Promise<BodyHandler>;
+  readonly onHeaders: (head: MessageHead) => Promise<H>;
 }
 
-export type Received =
-  | { readonly kind: 'ok'; readonly headerBlock: Buffer; readonly spool: Spool; readonly bytes: number }
+export type Received<H> =
+  | { readonly kind: 'ok'; readonly head: MessageHead; readonly handler: H; readonly spool: Spool; readonly bytes: number }
   | { readonly kind: 'too-large'; readonly bytes: number }
-  | { readonly kind: 'header-too-large'; readonly bytes: number };
+  | { readonly kind: 'header-too-large'; readonly bytes: number }
+  | { readonly kind: 'too-many-fields'; readonly bytes: number; readonly fields: number };
 
 const SEPARATOR = Buffer.from('\r\n\r\n');
 
 /** Reads the whole stream (always, so smtp-server can answer), then says what came. */
-export async function receive(stream: Readable, options: ReceiveOptions): Promise<Received> {
+export async function receive<H extends BodyHandler>(stream: Readable, options: ReceiveOptions<H>): Promise<Received<H>> {
   const normalizer = new LineEndNormalizer();
   const spool = new Spool(options.spoolThresholdBytes, options.spoolDir);
   let head: Buffer[] = [];
   let headBytes = 0;
-  let headerBlock: Buffer | undefined;
-  let handler: BodyHandler | undefined;
+  let started: { readonly head: MessageHead; readonly handler: H } | undefined;
   let bytes = 0;
-  let failure: 'too-large' | 'header-too-large' | 'error' | undefined;
+  let failure: 'too-large' | 'header-too-large' | 'too-many-fields' | 'error' | undefined;
+  let fieldCount = 0;
   let error: unknown;
 
   const startBody = async (block: Buffer, rest: Buffer): Promise<void> => {
-    headerBlock = block;
     head = [];
-    handler = await options.onHeaders(block);
+    const fields = parseHeaderBlock(block.toString('latin1'));
+    if (fields.length > options.maxHeaderFields) {
+      failure = 'too-many-fields';
+      fieldCount = fields.length;
+      return;
+    }
+    const message = { block, fields };
+    const handler = await options.onHeaders(message);
+    started = { head: message, handler };
     if (rest.length > 0) {
       handler.update(rest);
       await spool.write(rest);
@@ -51,7 +61,7 @@ export async function receive(stream: Readable, options: ReceiveOptions): Promis
   };
 
   const take = async (chunk: Buffer): Promise<void> => {
-    if (headerBlock === undefined) {
+    if (started === undefined) {
       head.push(chunk);
       headBytes += chunk.length;
       const joined = head.length === 1 ? chunk : Buffer.concat(head);
@@ -67,7 +77,7 @@ export async function receive(stream: Readable, options: ReceiveOptions): Promis
       }
       return;
     }
-    handler!.update(chunk);
+    started.handler.update(chunk);
     await spool.write(chunk);
   };
 
@@ -95,7 +105,7 @@ export async function receive(stream: Readable, options: ReceiveOptions): Promis
     await spool.dispose();
     throw err;
   }
-  if (failure === undefined && headerBlock === undefined) {
+  if (failure === undefined && started === undefined) {
     // No empty line: the whole message is header (RFC 5322 allows an absent body).
     const all = Buffer.concat(head);
     try {
@@ -105,10 +115,11 @@ export async function receive(stream: Readable, options: ReceiveOptions): Promis
       error = err;
     }
   }
-  if (failure) {
+  if (failure !== undefined || started === undefined) {
     await spool.dispose();
     if (failure === 'error') throw error;
-    return { kind: failure, bytes };
+    if (failure === 'too-many-fields') return { kind: failure, bytes, fields: fieldCount };
+    return { kind: failure ?? 'header-too-large', bytes };
   }
-  return { kind: 'ok', headerBlock: headerBlock!, spool, bytes };
+  return { kind: 'ok', head: started.head, handler: started.handler, spool, bytes };
 }

@@ -8,6 +8,7 @@ import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { SpoolError } from './replies.js';
 
 const TMP = tmpdir();
 
@@ -30,8 +31,17 @@ export class Spool {
     return this.file?.path;
   }
 
+  /** Throws SpoolError when the file cannot be made or written (disk full, directory gone). */
   async write(chunk: Buffer): Promise<void> {
     if (this.disposed) throw new Error('spool already disposed');
+    try {
+      await this.store(chunk);
+    } catch (err) {
+      throw new SpoolError(`cannot spool to ${this.file?.path ?? this.dir}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+    }
+  }
+
+  private async store(chunk: Buffer): Promise<void> {
     this.bytes += chunk.length;
     if (!this.file && this.memoryBytes + chunk.length <= this.threshold) {
       // The stream's chunks are ours to keep: no copy.
@@ -41,8 +51,14 @@ export class Spool {
     }
     if (!this.file) {
       const dir = await mkdtemp(join(this.dir, 'dkim-proxy-spool-'));
+      let handle: FileHandle;
       const path = join(dir, 'message');
-      const handle = await open(path, 'wx', 0o600);
+      try {
+        handle = await open(path, 'wx', 0o600);
+      } catch (err) {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
       this.file = { path, dir, handle };
       for (const m of this.memory) await handle.write(m);
       this.memory = [];

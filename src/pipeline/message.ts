@@ -1,0 +1,53 @@
+/**
+ * The path of one message through a listener, and through the offline
+ * commands that must answer as the listener would: receive → process →
+ * relay. A processor sees the header block once it is complete (parsed once,
+ * here), the body chunks as they stream, and at the end says what goes in
+ * front of the header block and which header block is sent.
+ *
+ * A processor refuses or defers a message by throwing a ReplyError; what it
+ * decided otherwise is its typed report, which the listener logs and the
+ * commands print.
+ */
+import type { HeaderField } from '../dkim/index.js';
+
+/** What is known of the transaction before the message. */
+export interface Envelope {
+  /** The client the message came from: XFORWARD's ADDR when an allowed client sent it, else the socket's peer. */
+  readonly clientAddress: string | undefined;
+  readonly helo: string | undefined;
+  /** The reverse path; empty for a null sender (bounces). */
+  readonly mailFrom: string;
+  readonly rcptTo: readonly string[];
+}
+
+/** The header block as received (CRLF line ends, ending with the last field's CRLF) and its fields. */
+export interface MessageHead {
+  readonly block: Buffer;
+  readonly fields: readonly HeaderField[];
+}
+
+export interface Processed<R> {
+  /** Fields that go in front of the header block (each ending in CRLF). */
+  readonly prepend: Buffer;
+  /** The header block to send: the received one, or one with fields removed. */
+  readonly headerBlock: Buffer;
+  readonly report: R;
+}
+
+/** One message in a processor. */
+export interface MessageRun<R> {
+  /** A body chunk, CRLF line ends, dot-stuffing removed. */
+  update(chunk: Uint8Array): void;
+  finish(): Promise<Processed<R>>;
+}
+
+export interface MessageProcessor<R> {
+  /** Throws a ReplyError to refuse or defer the message; the body is then not needed. */
+  start(head: MessageHead, envelope: Envelope): Promise<MessageRun<R>>;
+  /** The report's fields for the per-message log line. */
+  logFields(report: R): Record<string, unknown>;
+}
+
+/** The envelope of an offline command: nothing known beyond what its flags say. */
+export const NO_ENVELOPE: Envelope = Object.freeze({ clientAddress: undefined, helo: undefined, mailFrom: '', rcptTo: [] });
