@@ -4,6 +4,7 @@
  * transaction in flight and exits 0. LMTP on the listener side.
  */
 import assert from 'node:assert/strict';
+import { eventually } from './helpers/eventually.js';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -127,8 +128,7 @@ describe('dkim-proxy run with two workers', () => {
     const d = startDaemon(dir.file, dir.dir);
     const listening = (): Record<string, unknown>[] => d.lines.filter((l) => l['msg'] === 'listening');
     const until = async (cond: () => boolean, what: string): Promise<void> => {
-      for (let k = 0; k < 200 && !cond(); k++) await new Promise((r) => setTimeout(r, 25));
-      assert.ok(cond(), `${what} within 5 s; log:\n${d.lines.map((l) => JSON.stringify(l)).join('\n')}`);
+      await eventually(what, cond, { detail: () => `log:\n${d.lines.map((l) => JSON.stringify(l)).join('\n')}` });
     };
     try {
       await until(() => listening().length === 2, 'two workers listening');

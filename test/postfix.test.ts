@@ -21,7 +21,8 @@ import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { cli } from './helpers/cli.js';
 import { mailDkimVerify } from './helpers/peers.js';
 import { freeTcpPorts } from './helpers/ports.js';
-import { eventually, mboxMessage, postfixUnavailable, readmeBlock, startPostfix, substitute, type Postfix } from './helpers/postfix.js';
+import { mboxMessage, postfixUnavailable, readmeBlock, startPostfix, substitute, type Postfix } from './helpers/postfix.js';
+import { eventually } from './helpers/eventually.js';
 
 const run = promisify(execFile);
 const skip = postfixUnavailable();
@@ -90,7 +91,7 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
   it('signs what is submitted: delivered signed, verified by Mail::DKIM and by us, XFORWARD in the log', async () => {
     const subject = 'outbound through Postfix';
     const queueId = await swaks(ports.get('submission')!, 'alice@example.com', 'bob@example.net', ['--header', `Subject: ${subject}`, '--body', 'Signed on its way out.\n.leading dot\n']);
-    const delivered = await eventually('the signed message in bob\'s mailbox', () => mboxMessage(postfix.mailbox('bob@example.net'), subject), 30_000, logTail);
+    const delivered = await eventually('the signed message in bob\'s mailbox', () => mboxMessage(postfix.mailbox('bob@example.net'), subject), { timeoutMs: 30_000, everyMs: 50, detail: logTail });
 
     assert.match(delivered.toString('latin1'), /^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.com; s=s2026;/m);
     const file = join(postfix.dir, 'outbound.eml');
@@ -119,7 +120,7 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     const file = join(postfix.dir, 'inbound.eml');
     writeFileSync(file, inbound);
     await swaks(ports.get('smtp')!, 'bob@example.net', 'alice@example.com', ['--data', file]);
-    const delivered = await eventually('the verified message in alice\'s mailbox', () => mboxMessage(postfix.mailbox('alice@example.com'), 'outbound through Postfix'), 30_000, logTail);
+    const delivered = await eventually('the verified message in alice\'s mailbox', () => mboxMessage(postfix.mailbox('alice@example.com'), 'outbound through Postfix'), { timeoutMs: 30_000, everyMs: 50, detail: logTail });
     const text = delivered.toString('latin1');
     const results = text.match(/^Authentication-Results:.*(?:\r\n[ \t].*)*/gm) ?? [];
     assert.equal(results.length, 1, text);
@@ -132,14 +133,14 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     assert.equal(await daemon.stop(), 0);
     const subject = 'submitted while dkim-proxy was down';
     const queueId = await swaks(ports.get('submission')!, 'alice@example.com', 'bob@example.net', ['--header', `Subject: ${subject}`, '--body', 'Waits in the queue.']);
-    await eventually('Postfix defers it', () => (new RegExp(`${queueId}: to=<bob@example\\.net>, relay=none, .*status=deferred \\(connect to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${ports.get('10027')}: Connection refused\\)`).test(postfix.maillog()) ? true : undefined), 30_000, logTail);
+    await eventually('Postfix defers it', () => (new RegExp(`${queueId}: to=<bob@example\\.net>, relay=none, .*status=deferred \\(connect to 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${ports.get('10027')}: Connection refused\\)`).test(postfix.maillog())), { timeoutMs: 30_000, everyMs: 50, detail: logTail });
     const queue = (await postfix.postqueue('-j')).trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { queue_id: string; queue_name: string });
     assert.deepEqual(queue.map((q) => [q.queue_id, q.queue_name]), [[queueId, 'deferred']]);
     assert.equal(mboxMessage(postfix.mailbox('bob@example.net'), subject), undefined);
 
     daemon = await startProxy();
     await postfix.postqueue('-f');
-    const delivered = await eventually('the deferred message delivered', () => mboxMessage(postfix.mailbox('bob@example.net'), subject), 30_000, logTail);
+    const delivered = await eventually('the deferred message delivered', () => mboxMessage(postfix.mailbox('bob@example.net'), subject), { timeoutMs: 30_000, everyMs: 50, detail: logTail });
     assert.deepEqual(await verifyOurs(delivered), ['pass']);
     assert.equal((await postfix.postqueue('-j')).trim(), '', 'the queue is empty');
     assert.deepEqual(readdirSync(join(config.dir, 'spool')), [], 'nothing left in the spool');

@@ -18,6 +18,8 @@ import { client, send, startProxy, type RunningProxy } from './helpers/proxy.js'
 import type { NextHop } from '../src/relay/client.js';
 import { startDroppingHop, startScriptedHop, startSink, startStallingHop, type Sink } from './helpers/sink.js';
 import { makeConfigDir } from './helpers/config-dir.js';
+import { eventually } from './helpers/eventually.js';
+import { rawClient } from './helpers/raw-client.js';
 
 const MESSAGE = MESSAGES['plain']!;
 const replyOf = (r: { lines: readonly string[] }): string => r.lines.join(' ');
@@ -196,18 +198,14 @@ describe('out: sign and relay', () => {
 
   it('relays nothing when the client vanishes mid-DATA, and leaves no spool file', async () => {
     assert.deepEqual(spoolFiles(), []);
-    const c = await client(proxy.port);
-    await c.command('MAIL FROM:<alice@example.com>');
-    await c.command('RCPT TO:<bob@example.net>');
-    assert.equal((await c.command('DATA')).code, 354);
+    const c = await rawClient(proxy.port);
+    await c.reply();
+    c.write('EHLO client.test\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n');
+    for (const code of ['250', '250', '250', '354']) assert.equal((await c.reply())[0]!.slice(0, 3), code);
     // Half a message, past the spool threshold, then the connection goes away.
-    const sock = (c as unknown as { socket: import('node:net').Socket }).socket;
-    sock.write(Buffer.from(MESSAGE + 'q'.repeat(600_000) + '\r\n', 'latin1'));
-    await new Promise<void>((resolve) => sock.end(resolve));
-    c.close();
-    // Bounded wait for the proxy to notice and clean up.
-    for (let k = 0; k < 100 && spoolFiles().length > 0; k++) await new Promise((r) => setTimeout(r, 20));
-    assert.deepEqual(spoolFiles(), [], 'the spool file is gone');
+    c.socket.end(Buffer.from(MESSAGE + 'q'.repeat(600_000) + '\r\n', 'latin1'));
+    await c.closed;
+    await eventually('the spool file removed', () => spoolFiles().length === 0);
     assert.equal(sink.dataStarted, 0);
   });
 
@@ -215,20 +213,18 @@ describe('out: sign and relay', () => {
     const staller = await startStallingHop();
     const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${staller.port}"\nspool_dir = "${SPOOL}"\n`);
     try {
-      const c = await client(p.port);
-      await c.command('MAIL FROM:<alice@example.com>');
-      await c.command('RCPT TO:<bob@example.net>');
-      assert.equal((await c.command('DATA')).code, 354);
+      const c = await rawClient(p.port);
+      await c.reply();
+      c.write('EHLO client.test\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n');
+      for (const code of ['250', '250', '250', '354']) assert.equal((await c.reply())[0]!.slice(0, 3), code);
       // A message large enough that the proxy blocks on the stalled next hop's backpressure.
       const big = Buffer.from(MESSAGE + 'w'.repeat(76).concat('\r\n').repeat(300_000) + '.\r\n', 'latin1');
-      const sock = (c as unknown as { socket: import('node:net').Socket }).socket;
-      sock.write(big.subarray(0, big.length - 3));
-      sock.write('\r\n.\r\n');
+      c.write(big.subarray(0, big.length - 3));
+      c.write('\r\n.\r\n');
       await staller.stalled;
-      sock.destroy();
+      c.socket.destroy();
       // Once the proxy has noticed, let the next hop read whatever it was sent.
-      for (let k = 0; k < 200 && !p.logs.some((l) => l['msg'] === 'client left during a transaction: next-hop transaction aborted'); k++) await new Promise((r) => setTimeout(r, 10));
-      assert.ok(p.logs.some((l) => l['msg'] === 'client left during a transaction: next-hop transaction aborted'));
+      await eventually('the next hop\'s copy aborted', () => p.logs.some((l) => l['msg'] === 'client left during a transaction: next-hop transaction aborted'));
       staller.resume();
       const got = (await staller.ended).toString('latin1');
       assert.ok(got.length > 64 * 1024, 'the relay had started');
@@ -456,12 +452,7 @@ describe('out: refusals', () => {
       open.push(await client(tight.port), await client(tight.port));
       await assert.rejects(client(tight.port), /greeted with 421 .*Too many connected clients/);
       // The two sessions say nothing more: the proxy closes both after the idle timeout...
-      await Promise.all(
-        open.map((c) => {
-          const sock = (c as unknown as { socket: import('node:net').Socket }).socket;
-          return new Promise<void>((resolve) => (sock.destroyed ? resolve() : sock.once('close', () => resolve())));
-        }),
-      );
+      await Promise.all(open.map((c) => c.closed));
       // ...which frees their places for new clients.
       const again = await client(tight.port);
       assert.equal(again.greeting!.code, 220);

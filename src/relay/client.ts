@@ -71,9 +71,14 @@ export class NextHop {
   readonly extensions = new Map<string, string>();
   greeting: Reply | undefined;
 
+  /** Resolves when the connection has closed, whoever closed it. */
+  readonly closed: Promise<void>;
+
   private constructor(socket: Socket, options: NextHopOptions) {
     this.socket = socket;
     this.options = options;
+    // The TCP socket closes under STARTTLS too (the TLS socket wraps it).
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     this.attach(socket);
   }
 

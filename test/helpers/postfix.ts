@@ -163,17 +163,6 @@ ${opts.mainCf}`,
   };
 }
 
-/** Polls `probe` every 50 ms until it returns a value, at most `timeoutMs`; the error says what never happened. */
-export async function eventually<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000, detail: () => string = () => ''): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms\n${detail()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** One message from an mbox file, by a unique Subject, as delivered (mbox "From " line removed). */
 export function mboxMessage(mbox: string, subject: string): Buffer | undefined {
   const messages = mbox.split(/^From \S+ {1,2}\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n/m).filter(Boolean);

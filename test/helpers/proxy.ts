@@ -46,8 +46,8 @@ export async function startProxy(kind: ProxyKind, toml: string, keys: Parameters
 }
 
 /** A client session with exact replies: our own next-hop client, pointed at the proxy. */
-export async function client(port: number): Promise<NextHop> {
-  return NextHop.open({ host: '127.0.0.1', port, name: 'client.test', timeoutMs: 10_000 });
+export async function client(port: number, timeoutMs = 10_000): Promise<NextHop> {
+  return NextHop.open({ host: '127.0.0.1', port, name: 'client.test', timeoutMs });
 }
 
 export interface SendResult {
