@@ -300,11 +300,35 @@ describe('DKIM pitfalls', () => {
     const r = await verify(m, { maxSignatures: 10 });
     assert.deepEqual(results(r), Array(10).fill('pass'));
     assert.match(formatAuthenticationResults('mx.test', r, 2), /^Authentication-Results: mx\.test \(2 more DKIM signatures not checked\);/);
+
+    // One valid author signature below 199 bogus ones (other domains, keys nobody
+    // publishes) is still found: aligned signatures are checked first.
+    let flood: Buffer = sign(Buffer.from(SAMPLE, 'latin1'));
+    for (let k = 0; k < 199; k++) flood = sign(flood, { domain: `spam${k}.example.org`, selector: 'x' });
+    const asked: string[] = [];
+    const lookup = zoneLookup(zone);
+    const flooded = await verifyMessage(flood, (name) => (asked.push(name), lookup(name)), NOW, { maxSignatures: 10, authorDomain: 'example.com' });
+    assert.equal(flooded.length, 10, 'ten checked');
+    assert.equal(asked.length, 10, 'ten lookups, not 200');
+    assert.equal(flooded.filter((o) => o.result === 'pass' && o.sig.d === 'example.com').length, 1);
+    assert.equal(flooded.filter((o) => o.result === 'permerror').length, 9);
     // And a signature listing an absurd number of header names is refused, not processed.
     const huge = craft(SAMPLE, `v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com; s=sel; h=from${':x'.repeat(300)}; bh={bh}; `, ['from', ...Array<string>(300).fill('x')]);
     const refused = await verify(huge);
     assert.deepEqual(results(refused), ['permerror']);
     assert.match(refused[0] && 'detail' in refused[0] ? String(refused[0].detail) : '', /h=: lists 301 header names \(at most 256/);
+  });
+
+  it('a selector or domain that can never be a DNS name is permerror, and no lookup is made', async () => {
+    const asked: string[] = [];
+    const lookup = (name: string) => (asked.push(name), zoneLookup(zone)(name));
+    for (const [s, d] of [[`${'s'.repeat(64)}`, 'example.com'], ['sel', `${'d'.repeat(63)}.${'e'.repeat(63)}.${'f'.repeat(63)}.${'g'.repeat(50)}.com`]] as const) {
+      const m = craft(SAMPLE, `v=1; a=rsa-sha256; c=relaxed/relaxed; d=${d}; s=${s}; h=from; bh={bh}; `, ['from']);
+      const r = await verifyMessage(m, lookup, NOW);
+      assert.deepEqual(results(r), ['permerror']);
+      assert.match(r[0] && 'detail' in r[0] ? String(r[0].detail) : '', /cannot exist in DNS/);
+    }
+    assert.deepEqual(asked, []);
   });
 
   it('29: signing only prepends fields; the message bytes are untouched', () => {

@@ -25,6 +25,17 @@ describe('key records', () => {
     assert.equal(r.record.bits, 2048);
   });
 
+  it('reads a record with a tag outside the strict grammar (x-future=1) when v, k and p are well formed, as Mail::DKIM, dkimpy and OpenDKIM do', () => {
+    const p = formatKeyRecord(testKeys.rsa.key).split('p=')[1]!;
+    const r = parseKeyRecord(`v=DKIM1; x-future=1; k=rsa; n=notes here; p=${p}`);
+    assert.ok(r.ok, r.ok ? '' : r.message);
+    assert.equal(r.record.bits, 2048);
+    // The known tags stay strict: a bad p= or k= is still refused.
+    assert.equal(parseKeyRecord('v=DKIM1; x-future=1; k=rsa; p=AAAA').ok, false);
+    assert.equal(parseKeyRecord(`v=DKIM1; x-future=1; k=dsa; p=${p}`).ok, false);
+    assert.equal(parseKeyRecord(`v=DKIM1; x-future=1; x-future=2; p=${p}`).ok, false);
+  });
+
   it('refuses what RFC 6376 §3.6.1 forbids, naming the tag', () => {
     const p = formatKeyRecord(testKeys.rsa.key).split('p=')[1]!;
     const cases: [string, string, RegExp][] = [
