@@ -154,12 +154,10 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
     return clientAllowed(allow.list, address);
   };
 
+  /** The session's state, made at connect and gone at close: a handler still running then cannot bring it back. */
   const state = (session: SMTPServerSession): SessionState => {
-    let s = sessions.get(session.id);
-    if (!s) {
-      s = { hop: undefined, open: false, sender: undefined, accepted: [], busy: false };
-      sessions.set(session.id, s);
-    }
+    const s = sessions.get(session.id);
+    if (!s) throw new RelayError('closed', 'the client has left');
     return s;
   };
 
@@ -179,9 +177,15 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
     const s = state(session);
     if (s.hop && !s.hop.broken) return s.hop;
     const l = listenerOf(deps.config(), kind);
-    s.hop = await NextHop.open({ host: l.relay.host, port: l.relay.port, name: l.hostname, timeoutMs: l.relayTimeoutMs, tls: l.relayTls });
+    const hop = await NextHop.open({ host: l.relay.host, port: l.relay.port, name: l.hostname, timeoutMs: l.relayTimeoutMs, tls: l.relayTls });
+    // The client may have left while we connected: nobody would close this one.
+    if (sessions.get(session.id) !== s) {
+      hop.close();
+      throw new RelayError('closed', 'the client left while the next hop was being connected');
+    }
+    s.hop = hop;
     s.open = false;
-    return s.hop;
+    return hop;
   }
 
   /** Runs a handler of ours while the client waits for it: no deadline of the client's runs meanwhile. */
@@ -236,6 +240,7 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
           callback(replies.accessDenied(session.remoteAddress, kind === 'out' ? 'signing' : 'verifying'));
           return;
         }
+        sessions.set(session.id, { hop: undefined, open: false, sender: undefined, accepted: [], busy: false });
         callback();
       },
 
@@ -259,7 +264,11 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
       },
 
       onData(stream, session, callback) {
-        const s = state(session);
+        const s = sessions.get(session.id);
+        if (!s) {
+          callback(toReply(new RelayError('closed', 'the client has left')));
+          return;
+        }
         s.busy = true;
         countActive(1);
         metrics.inFlight(kind, 1);
