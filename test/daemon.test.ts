@@ -4,17 +4,18 @@
  * transaction in flight and exits 0. LMTP on the listener side.
  */
 import assert from 'node:assert/strict';
-import { eventually } from './helpers/eventually.js';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { NextHop } from '../src/relay/client.js';
 import { makeConfigDir } from './helpers/config-dir.js';
+import { eventually } from './helpers/eventually.js';
 import { startDaemon } from './helpers/daemon.js';
 import { MESSAGES } from './helpers/messages.js';
 import { send, startProxy } from './helpers/proxy.js';
 import { startSink, type Sink } from './helpers/sink.js';
+import { cli } from './helpers/cli.js';
 
 let sink: Sink;
 before(async () => {
@@ -190,6 +191,62 @@ describe('LMTP listener', () => {
       sink.behaviour = {};
       await c.quit();
       await p.stop();
+    }
+  });
+});
+
+describe('LMTP towards the next hop (relay_protocol)', () => {
+  it('passes each recipient\'s own reply from an LMTP next hop to an LMTP client, as it was sent', async () => {
+    const { SMTPServer } = await import('smtp-server');
+    const delivered: string[] = [];
+    const lmtpHop = new SMTPServer({
+      lmtp: true,
+      authOptional: true,
+      disabledCommands: ['AUTH', 'STARTTLS'],
+      logger: false,
+      onData(stream, session, callback) {
+        stream.resume();
+        stream.on('end', () => {
+          // Mixed results: carol's mailbox is over quota, bob's takes it.
+          callback(
+            null,
+            session.envelope.rcptTo.map((r) => {
+              if (r.address.startsWith('carol')) return Object.assign(new Error('5.2.2 <carol@example.net>: Mailbox full'), { responseCode: 552 });
+              delivered.push(r.address);
+              return `2.0.0 <${r.address}> Saved`;
+            }),
+          );
+        });
+      },
+    });
+    await new Promise<void>((resolve) => lmtpHop.listen(0, '127.0.0.1', () => resolve()));
+    const hopPort = (lmtpHop.server.address() as { port: number }).port;
+    const p = await startProxy('in', `[in]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${hopPort}"\nprotocol = "lmtp"\nrelay_protocol = "lmtp"\nauthserv_id = "mx.test"\n`);
+    const c = await NextHop.open({ host: '127.0.0.1', port: p.port, name: 'client.test', timeoutMs: 10_000, lmtp: true });
+    try {
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+      assert.equal((await c.command('RCPT TO:<carol@example.net>')).code, 250);
+      const replies = await c.data([Buffer.from(MESSAGES['plain']!, 'latin1')], 2);
+      assert.deepEqual(replies.map((r) => [r.code, r.enhanced]), [[250, '2.0.0'], [552, '5.2.2']]);
+      assert.match(replies[0]!.lines.join(' '), /<bob@example\.net> Saved/);
+      assert.match(replies[1]!.lines.join(' '), /Mailbox full/);
+      assert.deepEqual(delivered, ['bob@example.net']);
+    } finally {
+      await c.quit();
+      await p.stop();
+      await new Promise<void>((resolve) => lmtpHop.close(() => resolve()));
+    }
+  });
+
+  it('check-config refuses an SMTP listener in front of an LMTP next hop, naming the key', async () => {
+    const dir = makeConfigDir(`[out]\nlisten = "127.0.0.1:10027"\nrelay = "127.0.0.1:24"\nrelay_protocol = "lmtp"\n`);
+    try {
+      const r = await cli(['check-config', '--config', dir.file], undefined, dir.dir);
+      assert.equal(r.code, 78);
+      assert.match(r.stderr, /:4: out\.relay_protocol: an SMTP listener cannot pass on an LMTP next hop's per-recipient results truthfully/);
+    } finally {
+      rmSync(dir.dir, { recursive: true, force: true });
     }
   });
 });

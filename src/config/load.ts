@@ -68,7 +68,7 @@ const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'sing
 const DOMAIN_KEYS = [...SETTINGS_KEYS, 'subdomains', 'policy', 'additional_signatures'];
 const SIGNATURE_KEYS = [...SETTINGS_KEYS, 'domain', 'policy'];
 const LISTENER_KEYS = [
-  'listen', 'relay', 'protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_header_fields',
+  'listen', 'relay', 'protocol', 'relay_protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_header_fields',
   'max_connections', 'max_connections_per_client', 'idle_timeout', 'command_timeout', 'data_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls',
 ];
 const IN_KEYS = [...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys'];
@@ -464,10 +464,17 @@ function readListener<K extends 'out' | 'in'>(v: Validator, raw: Raw, name: K, k
   }
   const maxMessageBytes = v.size(t, path, 'max_message_bytes') ?? 50 * 1024 * 1024;
   const maxConnections = v.integer(t, path, 'max_connections', 1, 100_000) ?? 200;
+  const protocol = v.oneOf(t, path, 'protocol', ['smtp', 'lmtp'] as const) ?? 'smtp';
+  const relayProtocol = v.oneOf(t, path, 'relay_protocol', ['smtp', 'lmtp'] as const) ?? 'smtp';
+  if (protocol === 'smtp' && relayProtocol === 'lmtp') {
+    // One SMTP reply to DATA cannot say "delivered to bob, not to carol": either answer loses or duplicates mail.
+    v.error([...path, 'relay_protocol'], 'an SMTP listener cannot pass on an LMTP next hop\'s per-recipient results truthfully (one recipient delivered, another refused): set protocol = "lmtp" as well, or relay over SMTP');
+  }
   const base: ListenerConfig = {
     listen: listen ?? { host: '127.0.0.1', port: 0 },
     relay: relay ?? { host: '127.0.0.1', port: 0 },
-    protocol: v.oneOf(t, path, 'protocol', ['smtp', 'lmtp'] as const) ?? 'smtp',
+    protocol,
+    relayProtocol,
     allowClients: Object.freeze(allowClients),
     maxMessageBytes,
     spoolThresholdBytes: v.size(t, path, 'spool_threshold') ?? 1024 * 1024,

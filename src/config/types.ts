@@ -66,7 +66,10 @@ export interface SigningConfig {
 export interface ListenerConfig {
   readonly listen: HostPort;
   readonly relay: HostPort;
+  /** What clients speak to us. */
   readonly protocol: 'smtp' | 'lmtp';
+  /** What we speak to the next hop: LMTP gives one reply per recipient (RFC 2033). */
+  readonly relayProtocol: 'smtp' | 'lmtp';
   /** CIDR blocks allowed to connect; everyone else gets 554 at connect. */
   readonly allowClients: readonly string[];
   readonly maxMessageBytes: number;

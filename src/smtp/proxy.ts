@@ -177,7 +177,7 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
     const s = state(session);
     if (s.hop && !s.hop.broken) return s.hop;
     const l = listenerOf(deps.config(), kind);
-    const hop = await NextHop.open({ host: l.relay.host, port: l.relay.port, name: l.hostname, timeoutMs: l.relayTimeoutMs, tls: l.relayTls });
+    const hop = await NextHop.open({ host: l.relay.host, port: l.relay.port, name: l.hostname, timeoutMs: l.relayTimeoutMs, tls: l.relayTls, lmtp: l.relayProtocol === 'lmtp' });
     // The client may have left while we connected: nobody would close this one.
     if (sessions.get(session.id) !== s) {
       hop.close();
@@ -419,8 +419,12 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
       const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
       messageLog.info({ ...logBase, ...logFields, bytes: received.bytes, relay: relayed.map((r) => `${r.code} ${replyText(r)}`), latencyMs: Math.round(latencyMs * 10) / 10 }, 'message relayed');
       if (l.protocol === 'lmtp') {
-        const perRecipient = session.envelope.rcptTo.map((_, k) => relayed[Math.min(k, relayed.length - 1)]!);
-        return perRecipient.map((r) => (isPositive(r) ? acceptedText(r) : fromReply(r)));
+        // An LMTP next hop answers for each recipient, in order; an SMTP one once, for all.
+        return session.envelope.rcptTo.map((rcpt, k) => {
+          const r = relayed[l.relayProtocol === 'lmtp' ? k : 0];
+          if (!r) return toReply(new RelayError('protocol', `no reply from the next hop for <${rcpt.address}>`));
+          return isPositive(r) ? acceptedText(r) : fromReply(r);
+        });
       }
       const reply = relayed[0]!;
       if (!isPositive(reply)) throw fromReply(reply);
