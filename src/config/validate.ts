@@ -76,6 +76,8 @@ const describe = (v: unknown): string => (typeof v === 'string' ? JSON.stringify
 
 export class Validator {
   readonly issues: ConfigIssue[] = [];
+  /** Things that load but deserve a word (a world-readable key, ed25519 alone...). */
+  readonly warnings: ConfigIssue[] = [];
   private readonly locator: Locator;
 
   constructor(locator: Locator) {
@@ -84,6 +86,10 @@ export class Validator {
 
   error(path: readonly string[], message: string): void {
     this.issues.push({ key: keyPath(path), line: this.locator.line(path), message });
+  }
+
+  warn(path: readonly string[], message: string): void {
+    this.warnings.push({ key: keyPath(path), line: this.locator.line(path), message });
   }
 
   /** Reports keys of `raw` outside `allowed`. */

@@ -1,0 +1,97 @@
+/**
+ * The key phase of loading: every signer's private key read (from a file or
+ * Vault), parsed, matched to its algorithm, and handed to the engine to
+ * prepare once. Only for a config whose tables are already sound.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parsePrivateKey, PreparedSigner, SignRequestError, type SignRequest, type SigningKey } from '../dkim/index.js';
+import { algorithmParts } from '../dkim/signature.js';
+import type { PendingSigner } from './signing-tables.js';
+import type { Validator } from './validate.js';
+import { vaultKeyReader, type KeyRead, type KeyRef, type VaultSettings } from './vault.js';
+
+export interface LoadedKey {
+  readonly key: SigningKey;
+  /** A file path or a vault path, for messages. */
+  readonly source: string;
+  readonly prepared: PreparedSigner;
+}
+
+export function expandKeyPath(template: string, domain: string, selector: string): string {
+  return template.replace(/%\{d\}/g, domain).replace(/%\{s\}/g, selector);
+}
+
+/** Loads and prepares every pending signer's key; problems go to `v`, each named by the signer's key. */
+export async function loadSignerKeys(v: Validator, pending: readonly PendingSigner[], vault: VaultSettings | undefined, cwd: string): Promise<Map<PendingSigner, LoadedKey>> {
+  const readKey = vault ? vaultKeyReader(vault) : fileKeyReader(cwd, (path, message) => v.warn(path, message));
+  const byId = new Map<string, { key: SigningKey; source: string }>();
+  for (const p of pending) {
+    const id = expandKeyPath(p.settings.keyFile, p.domain, p.settings.selector);
+    if (byId.has(id)) continue;
+    const got = await readKey({ domain: p.domain, selector: p.settings.selector, keyFile: id }, [...p.path, vault ? 'selector' : 'key_file']);
+    if (!got.ok) {
+      v.error([...p.path, vault ? 'selector' : 'key_file'], got.message);
+      continue;
+    }
+    const parsed = parsePrivateKey(got.pem);
+    if (!parsed.ok) {
+      v.error([...p.path, 'key_file'], `${got.source}: ${parsed.message}`);
+      continue;
+    }
+    byId.set(id, { key: parsed.key, source: got.source });
+  }
+  const loaded = new Map<PendingSigner, LoadedKey>();
+  for (const p of pending) {
+    const k = byId.get(expandKeyPath(p.settings.keyFile, p.domain, p.settings.selector));
+    if (!k) continue;
+    const keyType = algorithmParts(p.settings.algorithm).keyType;
+    if (keyType !== k.key.keyType) {
+      v.error([...p.path, 'algorithm'], `${p.settings.algorithm} needs an ${keyType} key, but ${k.source} holds an ${k.key.keyType} key`);
+      continue;
+    }
+    // The engine's own checks, once: a signer that passes them is never checked again per message.
+    try {
+      loaded.set(p, { ...k, prepared: PreparedSigner.prepare(signRequestOf(p, k.key)) });
+    } catch (err) {
+      if (!(err instanceof SignRequestError)) throw err;
+      v.error(p.path, err.message);
+    }
+  }
+  return loaded;
+}
+
+function signRequestOf(p: PendingSigner, key: SigningKey): SignRequest {
+  const s = p.settings;
+  return {
+    domain: p.domain,
+    selector: s.selector,
+    key,
+    algorithm: s.algorithm,
+    canonicalization: s.canonicalization,
+    headers: s.headers,
+    overSign: s.overSign,
+    ...(s.identity !== undefined ? { identity: s.identity } : {}),
+    ...(s.expire !== undefined ? { expiresIn: s.expire } : {}),
+    bodyLength: s.bodyLength,
+    copyHeaders: s.copyHeaders,
+    // The loader refuses rsa-sha1 unless [signing] legacy_sha1 is on.
+    allowSha1: s.algorithm === 'rsa-sha1',
+  };
+}
+
+function fileKeyReader(cwd: string, warn: (path: readonly string[], message: string) => void) {
+  return async ({ keyFile }: KeyRef, path: readonly string[]): Promise<KeyRead> => {
+    const full = resolve(cwd, keyFile);
+    try {
+      const pem = await readFile(full);
+      const mode = (await stat(full)).mode;
+      if (mode & 0o077) warn(path, `${full} is readable by group or others (mode ${(mode & 0o777).toString(8)}): chmod 600 it`);
+      return { ok: true, pem, source: full };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const hint = code === 'ENOENT' ? ' (make one with: dkim-proxy keygen)' : '';
+      return { ok: false, message: `cannot read key ${full}: ${code ?? String(err)}${hint}` };
+    }
+  };
+}
