@@ -250,3 +250,39 @@ describe('LMTP towards the next hop (relay_protocol)', () => {
     }
   });
 });
+
+describe('keys are read once per load, not once per process', () => {
+  it('with two workers, a start and a SIGHUP each read the key from Vault once (the supervisor hands it on)', async () => {
+    const { createServer: createHttpServer } = await import('node:http');
+    const { generateSigningKey } = await import('../src/dkim/index.js');
+    const pem = generateSigningKey('rsa-2048').pem;
+    const reads: string[] = [];
+    const vault = createHttpServer((req, res) => {
+      reads.push(String(req.url));
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ data: { data: { key: pem } } }));
+    });
+    vault.listen(0, '127.0.0.1');
+    await once(vault, 'listening');
+    const vaultPort = (vault.address() as { port: number }).port;
+    const toml = `workers = 2\n[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\n[signing]\nvault_addr = "http://127.0.0.1:${vaultPort}"\nvault_token_file = "token"\n[domain."example.com"]\nselector = "v1"\n`;
+    const dir = makeConfigDir(toml);
+    writeFileSync(`${dir.dir}/token`, 's.test\n', { mode: 0o600 });
+    const d = startDaemon(dir.file, dir.dir);
+    try {
+      await eventually('two workers listening', () => d.lines.filter((l) => l['msg'] === 'listening').length === 2, { detail: () => JSON.stringify(d.lines) });
+      assert.deepEqual(reads, ['/v1/secret/data/dkim/example.com/v1'], 'read once at start, by the supervisor');
+      const port = Number(String(d.lines.find((l) => l['msg'] === 'listening')!['listen']).split(':').pop());
+      assert.equal((await send(port, 'alice@example.com', ['bob@example.net'], MESSAGES['plain']!)).data![0]!.code, 250);
+      assert.match(sink.messages.at(-1)!.data.toString('latin1'), /; s=v1;/);
+      d.child.kill('SIGHUP');
+      await eventually('both workers reloaded', () => d.lines.filter((l) => l['msg'] === 'configuration and keys reloaded').length === 2, { detail: () => JSON.stringify(d.lines) });
+      assert.equal(reads.length, 2, 'and once for the reload, not three times');
+      assert.equal(await d.stop(), 0);
+    } finally {
+      d.child.kill('SIGKILL');
+      vault.close();
+      rmSync(dir.dir, { recursive: true, force: true });
+    }
+  });
+});

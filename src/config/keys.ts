@@ -22,9 +22,41 @@ export function expandKeyPath(template: string, domain: string, selector: string
   return template.replace(/%\{d\}/g, domain).replace(/%\{s\}/g, selector);
 }
 
-/** Loads and prepares every pending signer's key; problems go to `v`, each named by the signer's key. */
-export async function loadSignerKeys(v: Validator, pending: readonly PendingSigner[], vault: VaultSettings | undefined, cwd: string): Promise<Map<PendingSigner, LoadedKey>> {
-  const readKey = vault ? vaultKeyReader(vault) : fileKeyReader(cwd, (path, message) => v.warn(path, message));
+/**
+ * Key material a process already read, handed to another (a supervisor to its
+ * workers, over their IPC channel) so that it is read once, not once per
+ * process: by `keyId`, the PEM and where it came from.
+ */
+export type KeyMaterial = ReadonlyMap<string, { readonly pem: string; readonly source: string }>;
+
+export function keyId(ref: KeyRef): string {
+  return `${ref.domain}\u0000${ref.selector}\u0000${ref.keyFile}`;
+}
+
+/** The keys of a loaded config as KeyMaterial (PKCS#8 PEM, from the parsed keys). */
+export function keyMaterialOf(signers: Iterable<{ readonly domain: string; readonly selector: string; readonly keyFile: string; readonly keySource: string; readonly key: SigningKey }>): KeyMaterial {
+  const out = new Map<string, { pem: string; source: string }>();
+  for (const s of signers) {
+    const id = keyId({ domain: s.domain, selector: s.selector, keyFile: expandKeyPath(s.keyFile, s.domain, s.selector) });
+    if (!out.has(id)) out.set(id, { pem: s.key.key.export({ format: 'pem', type: 'pkcs8' }).toString(), source: s.keySource });
+  }
+  return out;
+}
+
+function materialReader(material: KeyMaterial) {
+  return async (ref: KeyRef): Promise<KeyRead> => {
+    const m = material.get(keyId(ref));
+    return m ? { ok: true, pem: Buffer.from(m.pem), source: m.source } : { ok: false, message: `no key for ${ref.domain}/${ref.selector} came with the configuration` };
+  };
+}
+
+/**
+ * Loads and prepares every pending signer's key; problems go to `v`, each
+ * named by the signer's key. Keys come from `material` when given, else from
+ * Vault or the files.
+ */
+export async function loadSignerKeys(v: Validator, pending: readonly PendingSigner[], vault: VaultSettings | undefined, cwd: string, material?: KeyMaterial): Promise<Map<PendingSigner, LoadedKey>> {
+  const readKey = material ? materialReader(material) : vault ? vaultKeyReader(vault) : fileKeyReader(cwd, (path, message) => v.warn(path, message));
   const byId = new Map<string, { key: SigningKey; source: string }>();
   for (const p of pending) {
     const id = expandKeyPath(p.settings.keyFile, p.domain, p.settings.selector);

@@ -22,8 +22,9 @@ export class LiveConfig {
     this.options = options;
   }
 
-  static async open(file: string, options: LoadOptions = {}): Promise<{ ok: true; live: LiveConfig; warnings: readonly ConfigIssue[] } | { ok: false; issues: readonly ConfigIssue[]; warnings: readonly ConfigIssue[] }> {
-    const r = await loadConfig(file, options);
+  /** `given`: the text and keys another process loaded (a supervisor's), used this once. */
+  static async open(file: string, options: LoadOptions = {}, given?: Pick<LoadOptions, 'text' | 'keys'>): Promise<{ ok: true; live: LiveConfig; warnings: readonly ConfigIssue[] } | { ok: false; issues: readonly ConfigIssue[]; warnings: readonly ConfigIssue[] }> {
+    const r = await loadConfig(file, { ...options, ...given });
     return r.ok ? { ok: true, live: new LiveConfig(file, r.config, options), warnings: r.warnings } : r;
   }
 
@@ -36,8 +37,9 @@ export class LiveConfig {
     this.listeners.push(listener);
   }
 
-  async reload(): Promise<ReloadResult> {
-    const r = await loadConfig(this.file, this.options);
+  /** Loads the file again; or, with `given`, builds the config another process loaded (its text and keys). */
+  async reload(given?: Pick<LoadOptions, 'text' | 'keys'>): Promise<ReloadResult> {
+    const r = await loadConfig(this.file, { ...this.options, ...given });
     if (!r.ok) return r;
     this.current = r.config;
     for (const l of this.listeners) l(r.config);

@@ -11,7 +11,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import TOML from '@iarna/toml';
 import type { SigningAlgorithm } from '../dkim/index.js';
-import { expandKeyPath, loadSignerKeys, type LoadedKey } from './keys.js';
+import { expandKeyPath, loadSignerKeys, type KeyMaterial, type LoadedKey } from './keys.js';
 import { checkListenerFiles, readDns, readHostPort, readInListener, readOutListener } from './listeners.js';
 import { Locator } from './locate.js';
 import { readSigningTables, type PendingSigner, type SigningTables } from './signing-tables.js';
@@ -19,7 +19,7 @@ import type { DomainBlock, ProxyConfig, SignatureBlock, Signer, SigningConfig } 
 import { Validator, type ConfigIssue, type Raw } from './validate.js';
 
 export type { ConfigIssue } from './validate.js';
-export { expandKeyPath } from './keys.js';
+export { expandKeyPath, keyMaterialOf, type KeyMaterial } from './keys.js';
 export { parseCidr, parseHostPort } from './listeners.js';
 export { DEFAULT_SETTINGS } from './signing-tables.js';
 
@@ -31,6 +31,10 @@ export interface LoadOptions {
   /** Relative key paths are resolved against this directory (default: the process's). */
   readonly cwd?: string;
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** The file's text as another process read it: the config is then exactly that process's. */
+  readonly text?: string;
+  /** Keys another process read: none is read from files or Vault here. */
+  readonly keys?: KeyMaterial;
 }
 
 /** A key a config names, as `keyRefs` lists them. */
@@ -48,10 +52,10 @@ const TOP_KEYS = ['out', 'in', 'dns', 'signing', 'domain', 'signature', 'log', '
 
 type Parsed = { readonly ok: true; readonly raw: Raw; readonly text: string } | { readonly ok: false; readonly issue: ConfigIssue };
 
-async function parseFile(file: string): Promise<Parsed> {
+async function parseFile(file: string, given: string | undefined): Promise<Parsed> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = given ?? (await readFile(file, 'utf8'));
   } catch (err) {
     return { ok: false, issue: { key: '', line: undefined, message: `cannot read the file: ${(err as NodeJS.ErrnoException).code ?? String(err)}` } };
   }
@@ -88,7 +92,7 @@ function readTables(v: Validator, raw: Raw, options: LoadOptions) {
 }
 
 export async function loadConfig(file: string, options: LoadOptions = {}): Promise<LoadResult> {
-  const parsed = await parseFile(file);
+  const parsed = await parseFile(file, options.text);
   if (!parsed.ok) return { ok: false, issues: [parsed.issue], warnings: [] };
   const v = new Validator(new Locator(parsed.text));
   const t = readTables(v, parsed.raw, options);
@@ -98,11 +102,12 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   // Files last: only for a config that is otherwise sound, all errors together.
   const cwd = options.cwd ?? process.cwd();
   for (const [name, l] of [['out', t.out], ['in', t.in]] as const) if (l) await checkListenerFiles(v, name, l, cwd);
-  const keys = await loadSignerKeys(v, t.tables.pending, t.tables.vault, cwd);
+  const keys = await loadSignerKeys(v, t.tables.pending, t.tables.vault, cwd, options.keys);
   if (v.issues.length > 0) return failed();
 
   const config: ProxyConfig = Object.freeze({
     file: resolve(file),
+    text: parsed.text,
     out: t.out,
     in: t.in,
     dns: t.dns,
@@ -116,7 +121,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
 
 /** The keys a config names, validated but without reading them (to make them for a new config). */
 export async function keyRefs(file: string, options: LoadOptions = {}): Promise<KeyRefsResult> {
-  const parsed = await parseFile(file);
+  const parsed = await parseFile(file, options.text);
   if (!parsed.ok) return { ok: false, issues: [parsed.issue] };
   const v = new Validator(new Locator(parsed.text));
   const { tables } = readTables(v, parsed.raw, options);

@@ -112,6 +112,8 @@ export interface DnsConfig {
 
 export interface ProxyConfig {
   readonly file: string;
+  /** The file's text as it was read: workers get this, so they build the very same config. */
+  readonly text: string;
   readonly out: ListenerConfig | undefined;
   readonly in: InListenerConfig | undefined;
   readonly dns: DnsConfig;
