@@ -16,6 +16,8 @@ import { MESSAGES } from './helpers/messages.js';
 import { send, startProxy } from './helpers/proxy.js';
 import { startSink, type Sink } from './helpers/sink.js';
 import { cli } from './helpers/cli.js';
+import { rawClient } from './helpers/raw-client.js';
+import { freeTcpPort } from './helpers/ports.js';
 
 let sink: Sink;
 before(async () => {
@@ -282,6 +284,39 @@ describe('keys are read once per load, not once per process', () => {
     } finally {
       d.child.kill('SIGKILL');
       vault.close();
+      rmSync(dir.dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a worker killed in mid-DATA', () => {
+  it('drops the client\'s connection, never a 250, relays nothing; a replacement serves the retry', async () => {
+    // A fixed port, as in production: with every worker gone the port is unbound until the replacements bind it again.
+    const port = await freeTcpPort();
+    const dir = makeConfigDir(outToml('s1', 2).replace('listen = "127.0.0.1:0"', `listen = "127.0.0.1:${port}"`), [{ domain: 'example.com', selector: 's1' }]);
+    const d = startDaemon(dir.file, dir.dir);
+    try {
+      await eventually('two workers listening', () => d.lines.filter((l) => l['msg'] === 'listening').length === 2, { detail: () => JSON.stringify(d.lines) });
+      const workers = d.lines.filter((l) => l['msg'] === 'listening').map((l) => Number(l['pid']));
+      const delivered = sink.messages.length;
+      const c = await rawClient(port);
+      await c.reply();
+      c.write('EHLO client.test\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n');
+      for (const code of ['250', '250', '250', '354']) assert.equal((await c.reply())[0]!.slice(0, 3), code);
+      c.write(MESSAGES['plain']!.slice(0, 120));
+      // Whichever worker holds the connection: both go.
+      for (const pid of workers) process.kill(pid, 'SIGKILL');
+      await c.closed;
+      // Nothing after the 354: no 250, no 4xx, the connection just went away.
+      assert.equal(c.lines.at(-1)!.slice(0, 3), '354', `the last thing the client heard was 354: ${JSON.stringify(c.lines)}`);
+      assert.equal(sink.messages.length, delivered, 'nothing relayed');
+      await eventually('replacement workers listening', () => d.lines.filter((l) => l['msg'] === 'listening').length === 4, { detail: () => JSON.stringify(d.lines) });
+      const retry = await send(port, 'alice@example.com', ['bob@example.net'], MESSAGES['plain']!);
+      assert.equal(retry.data![0]!.code, 250);
+      assert.equal(sink.messages.length, delivered + 1);
+      assert.equal(await d.stop(), 0);
+    } finally {
+      d.child.kill('SIGKILL');
       rmSync(dir.dir, { recursive: true, force: true });
     }
   });
