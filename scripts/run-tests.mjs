@@ -11,7 +11,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Files in test/ that drive nothing outside this process's own sockets. */
-const SELF_CONTAINED = ['pitfalls', 'limits', 'fuzz', 'load'].map((name) => join('dist/test', `${name}.test.js`));
+const SELF_CONTAINED = ['pitfalls', 'policy', 'limits', 'fuzz', 'load'].map((name) => join('dist/test', `${name}.test.js`));
 
 function find(dir) {
   const out = [];

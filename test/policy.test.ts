@@ -1,7 +1,9 @@
 /**
- * Signing policy: which signatures a message gets. The DNS-checked policies
- * run against a real DNS server (dnsmasq) on loopback, and a silent one for
- * timeouts.
+ * Signing policy: which signatures a message gets. DNS is not the subject
+ * here: the DNS-checked policies read an in-process zone, and only the
+ * timeout case asks a real (silent) DNS server on loopback. The real
+ * resolver against dnsmasq is tested where DNS is the subject (interop,
+ * the proxies).
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -12,7 +14,8 @@ import type { ProxyConfig } from '../src/config/types.js';
 import { createKeyLookup } from '../src/dns/resolver.js';
 import { planSignatures, type SigningPlan } from '../src/policy/signing.js';
 import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
-import { startDnsmasq, startSilentDns, type TestDns } from './helpers/dns-server.js';
+import { startSilentDns, type TestDns } from './helpers/dns-server.js';
+import { zoneLookup } from './helpers/fixtures.js';
 
 const TOML = `
 [signing]
@@ -70,7 +73,7 @@ const DOMAINS = ['exact.example', 'parent.example', 'flat.example', 'published.e
 
 let dir: ConfigDir;
 let config: ProxyConfig;
-let dns: TestDns;
+let zone: Map<string, string[]>;
 let silent: TestDns;
 
 before(async () => {
@@ -84,20 +87,18 @@ before(async () => {
   config = r.config;
   // Published: the right keys for published/strict, someone else's key for the mismatch domains, nothing for absent.
   const stranger = formatKeyRecord(generateSigningKey('rsa-2048').key);
-  const zone = new Map<string, string[]>();
+  zone = new Map<string, string[]>();
   for (const d of ['published.example', 'strict.example']) zone.set(`s1._domainkey.${d}`, dir.records.get(`s1._domainkey.${d}`)!);
   for (const d of ['mismatch.example', 'mismatch-strict.example']) zone.set(`s1._domainkey.${d}`, [stranger]);
-  dns = await startDnsmasq(zone, DOMAINS);
   silent = await startSilentDns();
 });
 
 after(async () => {
-  await dns?.stop();
   await silent?.stop();
   if (dir) rmSync(dir.dir, { recursive: true, force: true });
 });
 
-const lookup = () => createKeyLookup({ servers: [dns.server], timeoutMs: 2000 });
+const lookup = () => zoneLookup(zone);
 const summary = (p: SigningPlan): string => (p.kind === 'sign' ? p.signers.map((s) => `${s.domain}/${s.selector}`).join(' + ') : `${p.kind}: ${p.reason}`);
 
 describe('signing policy', () => {
