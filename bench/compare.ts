@@ -9,12 +9,16 @@
  *   DIST_x is a build's dist/ directory (e.g. of a `git worktree` whose
  *   node_modules is linked to this one's). Environment: COMPARE_RATE (msg/s
  *   offered to each, default 600), COMPARE_REPS (5), COMPARE_SECONDS (4),
- *   COMPARE_SIZE (bytes, 2048), COMPARE_SIGN (1: RSA-2048 signing; 0: pass-through).
+ *   COMPARE_SIZE (bytes, 2048), COMPARE_SIGN (1: RSA-2048 signing; 0: pass-through),
+ *   COMPARE_KIND (out: signing, default; in: verifying a message signed with
+ *   RSA-2048, its key served by dnsmasq on loopback and cached by the proxy).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { formatKeyRecord, parsePrivateKey, signMessage } from '../src/dkim/index.js';
+import { startDnsmasq, type TestDns } from '../test/helpers/dns-server.js';
 import { load, median, message, pin, pinSelf, startBenchSink, startDaemon, writeBenchKey } from './harness.js';
 
 pinSelf(1);
@@ -27,17 +31,29 @@ if (!distA || !distB) {
 const rate = Number(process.env['COMPARE_RATE'] ?? 600);
 const reps = Number(process.env['COMPARE_REPS'] ?? 5);
 const seconds = Number(process.env['COMPARE_SECONDS'] ?? 4);
-const body = message(Number(process.env['COMPARE_SIZE'] ?? 2048));
+const plain = message(Number(process.env['COMPARE_SIZE'] ?? 2048));
 const signing = process.env['COMPARE_SIGN'] !== '0';
+const kind = process.env['COMPARE_KIND'] === 'in' ? 'in' : 'out';
 
 const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-compare-'));
 const children: ChildProcess[] = [];
+let dns: TestDns | undefined;
+let body = plain;
 try {
-  writeBenchKey(dir);
+  const keyFile = writeBenchKey(dir);
   const { child: sink, port: sinkPort } = await startBenchSink();
   children.push(sink);
   const config = join(dir, 'proxy.toml');
-  writeFileSync(config, `workers = 1\n[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\n${signing ? '[domain."example.com"]\nselector = "bench"\n' : ''}`);
+  if (kind === 'out') {
+    writeFileSync(config, `workers = 1\n[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\n${signing ? '[domain."example.com"]\nselector = "bench"\n' : ''}`);
+  } else {
+    const parsed = parsePrivateKey(readFileSync(keyFile));
+    if (!parsed.ok) throw new Error(parsed.message);
+    dns = await startDnsmasq(new Map([['bench._domainkey.example.com', [formatKeyRecord(parsed.key.key)]]]), ['example.com']);
+    const request = { domain: 'example.com', selector: 'bench', key: parsed.key, algorithm: 'rsa-sha256', canonicalization: { header: 'relaxed', body: 'relaxed' } } as const;
+    body = Buffer.concat([Buffer.from(signMessage(plain, [request], Math.floor(Date.now() / 1000)).join(''), 'latin1'), plain]);
+    writeFileSync(config, `workers = 1\n[in]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\nauthserv_id = "bench.test"\n[dns]\nservers = ["${dns.server}"]\n`);
+  }
   const proxies = [];
   for (const dist of [distA, distB]) {
     const { child, port } = await startDaemon(pin(0, [process.execPath, join(resolve(dist), 'src/cli/main.js'), 'run', '--config', config, '--log-level', 'info']), dir);
@@ -47,7 +63,7 @@ try {
   const [a, b] = proxies as [(typeof proxies)[0], (typeof proxies)[0]];
   // Unmeasured first: the JIT compiler settles.
   await Promise.all([load(a.port, 16, body, 4, { rate }), load(b.port, 16, body, 4, { rate })]);
-  console.log(`A = ${distA}\nB = ${distB}\n${signing ? 'signing' : 'pass-through'}, ${rate} msg/s offered to each, ${reps} × ${seconds} s\n`);
+  console.log(`A = ${distA}\nB = ${distB}\n${kind === 'in' ? 'in, verifying one RSA-2048 signature' : signing ? 'out, signing' : 'out, pass-through'}, ${plain.length} octets, ${rate} msg/s offered to each, ${reps} × ${seconds} s\n`);
   const ratios: number[] = [];
   for (let k = 0; k < reps; k++) {
     const [ra, rb] = await Promise.all([load(a.port, 16, body, seconds, { rate, pid: a.pid }), load(b.port, 16, body, seconds, { rate, pid: b.pid })]);
@@ -58,6 +74,7 @@ try {
   console.log(`\nB/A CPU per message: median ${median(ratios).toFixed(3)} (rounds ${ratios.map((r) => r.toFixed(3)).join(' ')})`);
 } finally {
   for (const c of children) c.kill('SIGTERM');
+  await dns?.stop();
   rmSync(dir, { recursive: true, force: true });
 }
 // The killed children's pipes would otherwise keep this process waiting.

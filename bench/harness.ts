@@ -157,3 +157,13 @@ export async function startDaemon(cmd: string[], cwd: string): Promise<{ child: 
   const line = await firstLine(child, (l) => l.includes('"msg":"listening"'));
   return { child, port: Number(/"listen":"[^"]*:(\d+)"/.exec(line)![1]) };
 }
+
+/** One RSA-2048 signature's time on core 0, the floor under `out`'s signing cost. */
+export function rsaSignatureMs(keyFile: string): number {
+  const script =
+    "const c=require('node:crypto');const k=c.createPrivateKey(require('node:fs').readFileSync(process.argv[1]));const d=Buffer.alloc(700,97);" +
+    'for(let i=0;i<200;i++)c.sign("sha256",d,k);const t=process.hrtime.bigint();let n=0;' +
+    'while(process.hrtime.bigint()-t<1000000000n){c.sign("sha256",d,k);n++}console.log(Number(process.hrtime.bigint()-t)/1e6/n)';
+  const [cmd, ...args] = pin(0, [process.execPath, '-e', script, keyFile]);
+  return Number(spawnSync(cmd!, args, { encoding: 'utf8' }).stdout);
+}

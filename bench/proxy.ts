@@ -20,23 +20,13 @@
  * BENCH_CONNS (both comma-separated) narrow a run, e.g. BENCH_SIZES=2048
  * BENCH_CONNS=32.
  */
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { clockTicks, firstLine, hasTaskset, load, median, message, percentile, pin, pinSelf, ROOT, start, startBenchSink, startDaemon, writeBenchKey, type Run } from './harness.js';
+import { clockTicks, firstLine, hasTaskset, load, median, message, percentile, pin, pinSelf, ROOT, rsaSignatureMs, start, startBenchSink, startDaemon, writeBenchKey, type Run } from './harness.js';
 
 pinSelf(1);
-
-/** One RSA-2048 signature's time on core 0, the floor under `out`'s signing cost. */
-function rsaSignatureMs(keyFile: string): number {
-  const script =
-    "const c=require('node:crypto');const k=c.createPrivateKey(require('node:fs').readFileSync(process.argv[1]));const d=Buffer.alloc(700,97);" +
-    'for(let i=0;i<200;i++)c.sign("sha256",d,k);const t=process.hrtime.bigint();let n=0;' +
-    'while(process.hrtime.bigint()-t<1000000000n){c.sign("sha256",d,k);n++}console.log(Number(process.hrtime.bigint()-t)/1e6/n)';
-  const [cmd, ...args] = pin(0, [process.execPath, '-e', script, keyFile]);
-  return Number(spawnSync(cmd!, args, { encoding: 'utf8' }).stdout);
-}
 
 // The minimal proxies: row name, signing, client out.
 const BASELINES = [

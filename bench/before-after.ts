@@ -1,0 +1,96 @@
+/**
+ * This build against an earlier one (by default the commit before the
+ * message pipeline: BEFORE_REV), side by side on one core in the same run
+ * (bench/compare.ts): CPU per message of `out` (signing) and `in`
+ * (verifying) at 2 KB and 64 KB, at an offered rate both carry, several fresh
+ * runs a cell. A first cell sets this build against itself: the noise to
+ * judge the others by.
+ * Then `out`'s CPU per message at saturation (2 KB, 32 connections) beside
+ * one RSA-2048 signature on the same core: what the path costs beyond the
+ * signature.
+ *
+ * The earlier build is made in a git worktree under the temp directory
+ * (node_modules linked to this one's), so this needs the repository's history.
+ */
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { load, median, message, pin, pinSelf, ROOT, rsaSignatureMs, startBenchSink, startDaemon, writeBenchKey } from './harness.js';
+
+const REV = process.env['BEFORE_REV'] ?? '8191a55';
+
+function buildBefore(rev: string): string {
+  const commit = execFileSync('git', ['rev-parse', '--short', rev], { cwd: ROOT, encoding: 'utf8' }).trim();
+  const dir = join(tmpdir(), `dkim-proxy-before-${commit}`);
+  if (!existsSync(join(dir, 'dist/src/cli/main.js'))) {
+    rmSync(dir, { recursive: true, force: true });
+    execFileSync('git', ['worktree', 'prune'], { cwd: ROOT });
+    execFileSync('git', ['worktree', 'add', '--detach', dir, commit], { cwd: ROOT, stdio: 'ignore' });
+    symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: dir, stdio: 'inherit' });
+  }
+  return join(dir, 'dist');
+}
+
+/** One compare.js run: the median over its rounds of B's CPU per message over A's. */
+function compare(a: string, b: string, env: Record<string, string>): { median: number; rounds: number[] } {
+  const out = execFileSync(process.execPath, [join(ROOT, 'dist/bench/compare.js'), a, b], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const m = /B\/A CPU per message: median ([\d.]+) \(rounds ([\d. ]+)\)/.exec(out);
+  if (!m) throw new Error(`no result from compare.js:\n${out}`);
+  return { median: Number(m[1]), rounds: m[2]!.trim().split(/\s+/).map(Number) };
+}
+
+async function costBeyondSignature(): Promise<{ cpuMs: number; rate: number; rsaMs: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-bench-cost-'));
+  const children: ChildProcess[] = [];
+  try {
+    const keyFile = writeBenchKey(dir);
+    const { child: sink, port: sinkPort } = await startBenchSink();
+    children.push(sink);
+    const config = join(dir, 'proxy.toml');
+    writeFileSync(config, `workers = 1\n[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\n[domain."example.com"]\nselector = "bench"\n`);
+    const { child, port } = await startDaemon(pin(0, [process.execPath, join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', config, '--log-level', 'info']), dir);
+    children.push(child);
+    const body = message(2048);
+    await load(port, 32, body, 4);
+    const runs = [];
+    for (let k = 0; k < 3; k++) runs.push(await load(port, 32, body, 3, { pid: child.pid! }));
+    return { cpuMs: median(runs.map((r) => r.cpuMs ?? NaN)), rate: median(runs.map((r) => r.rate)), rsaMs: rsaSignatureMs(keyFile) };
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+pinSelf(1);
+const before = buildBefore(REV);
+const after = join(ROOT, 'dist');
+console.log(`A = ${before} (${REV}), B = ${after}: CPU per message, B/A (median of rounds, and the rounds' range); < 1 is faster\n`);
+const cells = [
+  ['A/A: this build against itself (the noise)', after, after, { COMPARE_KIND: 'out' }],
+  ['out, 2 KB', before, after, { COMPARE_KIND: 'out', COMPARE_SIZE: '2048' }],
+  ['out, 64 KB', before, after, { COMPARE_KIND: 'out', COMPARE_SIZE: '65536' }],
+  ['in, 2 KB', before, after, { COMPARE_KIND: 'in', COMPARE_SIZE: '2048' }],
+  ['in, 64 KB', before, after, { COMPARE_KIND: 'in', COMPARE_SIZE: '65536' }],
+] as const;
+// Each run starts two fresh processes, and a process keeps the speed it drew
+// (code placement, JIT choices) for its life: runs differ more than rounds
+// within a run. So each cell is several runs, alternating which build starts
+// first, and the figure is the median over runs.
+const runs = Number(process.env['BEFORE_AFTER_RUNS'] ?? 4);
+for (const [name, a, b, env] of cells) {
+  const ratios: number[] = [];
+  for (let k = 0; k < runs; k++) {
+    const settings = { COMPARE_REPS: process.env['COMPARE_REPS'] ?? '3', COMPARE_SECONDS: process.env['COMPARE_SECONDS'] ?? '3', ...env };
+    ratios.push(k % 2 === 0 ? compare(a, b, settings).median : 1 / compare(b, a, settings).median);
+  }
+  console.log(`${name.padEnd(44)} B/A ${median(ratios).toFixed(3)}  (${runs} runs: ${ratios.map((r) => r.toFixed(3)).join(' ')})`);
+}
+const cost = await costBeyondSignature();
+const beyond = cost.cpuMs - cost.rsaMs;
+console.log(
+  `\nout at saturation, 2 KB, 32 connections, one core: ${cost.rate.toFixed(0)} msg/s, ${cost.cpuMs.toFixed(3)} ms CPU per message; one RSA-2048 signature ${cost.rsaMs.toFixed(3)} ms;` +
+    ` beyond it ${beyond.toFixed(3)} ms = ${(beyond / cost.rsaMs).toFixed(2)} signatures (target: 0.25); out runs at ${((cost.rate * cost.rsaMs) / 10).toFixed(0)}% of the core's RSA floor (${(1000 / cost.rsaMs).toFixed(0)} signatures/s)`,
+);
+process.exit(0);
