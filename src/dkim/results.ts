@@ -57,17 +57,16 @@ export interface OutcomeView {
 }
 
 export function viewOutcome(o: DkimOutcome): OutcomeView {
-  const common = { sig: o.sig, detail: o.detail };
   switch (o.result) {
     case 'pass':
-      return { ...common, result: o.result, reason: undefined, testing: o.testing, unsignedBodyBytes: o.unsignedBodyBytes, temporary: false };
+      return { result: o.result, reason: undefined, detail: o.detail, testing: o.testing, unsignedBodyBytes: o.unsignedBodyBytes, temporary: false, sig: o.sig };
     case 'fail':
     case 'policy':
-      return { ...common, result: o.result, reason: o.reason, testing: o.testing, unsignedBodyBytes: o.unsignedBodyBytes, temporary: false };
+      return { result: o.result, reason: o.reason, detail: o.detail, testing: o.testing, unsignedBodyBytes: o.unsignedBodyBytes, temporary: false, sig: o.sig };
     case 'temperror':
-      return { ...common, result: o.result, reason: o.reason, testing: false, unsignedBodyBytes: undefined, temporary: true };
+      return { result: o.result, reason: o.reason, detail: o.detail, testing: false, unsignedBodyBytes: undefined, temporary: true, sig: o.sig };
     case 'permerror':
-      return { ...common, result: o.result, reason: o.reason, testing: false, unsignedBodyBytes: undefined, temporary: false };
+      return { result: o.result, reason: o.reason, detail: o.detail, testing: false, unsignedBodyBytes: undefined, temporary: false, sig: o.sig };
     default:
       return assertNever(o);
   }

@@ -27,7 +27,7 @@ export interface VerifyOptions {
    */
   readonly maxSignatures?: number;
   /** The From domain: signatures whose d= is it, or a parent or subdomain of it, are checked first. */
-  readonly authorDomain?: string;
+  readonly authorDomain?: string | undefined;
   /** Legacy switch: accept rsa-sha1 signatures (RFC 8301 says not to). */
   readonly allowSha1?: boolean;
   /** Legacy switch: accept RSA keys shorter than 1024 bits. */

@@ -13,7 +13,7 @@ import {
   dkimResinfos,
   formatAuthenticationResultsField,
   MessageVerifier,
-  outcomeFields,
+  viewOutcome,
   skippedNote,
   type DkimOutcome,
   type HeaderField,
@@ -75,7 +75,7 @@ function dkimCheck(message: InboundMessage, settings: VerifySettings, deps: Veri
     maxSignatures: settings.maxSignatures,
     allowSha1: settings.allowSha1,
     allowShortKeys: settings.allowShortKeys,
-    ...(message.authorDomain !== null ? { authorDomain: message.authorDomain } : {}),
+    authorDomain: message.authorDomain ?? undefined,
   });
   // Started now, answered while the body streams.
   const keys = Promise.all(verifier.keyQueries().map(async (n) => [n, await deps.lookup(n)] as [string, KeyAnswer]));
@@ -88,7 +88,10 @@ function dkimCheck(message: InboundMessage, settings: VerifySettings, deps: Veri
 /** Fields other than Authentication-Results of our authserv-id, and how many were removed. */
 export function withoutForgedResults(fields: readonly HeaderField[], authservId: string): { fields: readonly HeaderField[]; removed: number } {
   const ours = authservId.toLowerCase();
-  const keep = fields.filter((f) => f.key !== 'authentication-results' || resultsAuthservId(f) !== ours);
+  const forged = (f: HeaderField): boolean => f.key === 'authentication-results' && resultsAuthservId(f) === ours;
+  // Most messages carry none: no copy then.
+  if (!fields.some(forged)) return { fields, removed: 0 };
+  const keep = fields.filter((f) => !forged(f));
   return { fields: keep, removed: fields.length - keep.length };
 }
 
@@ -132,8 +135,10 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport> {
   logFields(report: InboundReport): Record<string, unknown> {
     return {
       results: report.dkim.outcomes.map((o) => {
-        const f = outcomeFields(o);
-        return { result: f.result, d: f.d, s: f.s, a: f.a, ...(f.reason !== null ? { reason: f.reason } : {}) };
+        const v = viewOutcome(o);
+        const entry: Record<string, string | undefined> = { result: v.result, d: v.sig.d, s: v.sig.s, a: v.sig.a };
+        if (v.reason !== undefined) entry['reason'] = v.reason;
+        return entry;
       }),
       ...(report.dkim.skipped > 0 ? { signaturesNotChecked: report.dkim.skipped } : {}),
       ...(report.forgedRemoved > 0 ? { forgedResultsRemoved: report.forgedRemoved } : {}),

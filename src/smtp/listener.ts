@@ -28,9 +28,19 @@ export interface GuardLimits {
   readonly dataTimeoutMs: number;
 }
 
+type Owed = 'greeting' | 'command' | 'DATA';
+
 interface Guarded {
   readonly address: string;
-  timer: NodeJS.Timeout | undefined;
+  /** What the client owes us now, and since when its deadline runs; nothing while it waits for us. */
+  owes: Owed | undefined;
+  /**
+   * One timer per kind of deadline, made once and re-armed with refresh():
+   * a new timer per reply would be several allocations per message. A timer
+   * that fires for a deadline no longer owed does nothing.
+   */
+  command: NodeJS.Timeout | undefined;
+  data: NodeJS.Timeout | undefined;
   /** The client waits for us (a handler of ours is deciding): no deadline runs. */
   waiting: boolean;
 }
@@ -64,13 +74,14 @@ export class GuardedServer extends SMTPServer {
 
   private guard(conn: Connection, socket: Socket): void {
     const address = conn.remoteAddress;
-    const g: Guarded = { address, timer: undefined, waiting: false };
+    const g: Guarded = { address, owes: undefined, command: undefined, data: undefined, waiting: false };
     const count = (this.perAddress.get(address) ?? 0) + 1;
     this.perAddress.set(address, count);
     this.guards.set(conn.id, g);
     // The TCP socket closes under STARTTLS too (the TLS socket wraps it).
     socket.once('close', () => {
-      this.disarm(g);
+      clearTimeout(g.command);
+      clearTimeout(g.data);
       this.guards.delete(conn.id);
       const left = (this.perAddress.get(address) ?? 1) - 1;
       if (left <= 0) this.perAddress.delete(address);
@@ -98,21 +109,30 @@ export class GuardedServer extends SMTPServer {
     this.arm(conn, g, 'greeting');
   }
 
-  private arm(conn: Connection, g: Guarded, stage: 'greeting' | 'command' | 'DATA'): void {
-    this.disarm(g);
+  /** The client owes `stage` from now on. A connection keeps the deadlines it was opened with; a reload applies to new ones. */
+  private arm(conn: Connection, g: Guarded, stage: Owed): void {
+    g.owes = stage;
+    const data = stage === 'DATA';
+    const timer = data ? g.data : g.command;
+    if (timer) {
+      timer.refresh();
+      return;
+    }
     const limits = this.limits();
-    const ms = stage === 'DATA' ? limits.dataTimeoutMs : limits.commandTimeoutMs;
-    g.timer = setTimeout(() => {
-      g.timer = undefined;
-      if (g.waiting) return;
-      this.onGuard({ kind: 'deadline', address: g.address, stage });
-      conn.send(421, `4.4.2 ${conn.name} ${stage === 'DATA' ? 'The message' : 'A command'} did not arrive within ${Math.round(ms / 1000)} s; closing connection`, false);
+    const ms = data ? limits.dataTimeoutMs : limits.commandTimeoutMs;
+    const made = setTimeout(() => {
+      // A deadline of another stage, or none owed: nothing to do.
+      if (g.waiting || g.owes === undefined || (g.owes === 'DATA') !== data) return;
+      const owed = g.owes;
+      this.onGuard({ kind: 'deadline', address: g.address, stage: owed });
+      conn.send(421, `4.4.2 ${conn.name} ${data ? 'The message' : 'A command'} did not arrive within ${Math.round(ms / 1000)} s; closing connection`, false);
     }, ms);
-    g.timer.unref();
+    made.unref();
+    if (data) g.data = made;
+    else g.command = made;
   }
 
   private disarm(g: Guarded): void {
-    if (g.timer) clearTimeout(g.timer);
-    g.timer = undefined;
+    g.owes = undefined;
   }
 }

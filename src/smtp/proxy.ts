@@ -21,7 +21,7 @@ import type { Envelope, MessageProcessor } from '../pipeline/message.js';
 import { SigningProcessor } from '../pipeline/sign.js';
 import { VerifyingProcessor, type VerifySettings } from '../pipeline/verify.js';
 import { isPositive, NextHop, RelayError, replyText, type Reply } from '../relay/client.js';
-import { GuardedServer } from './listener.js';
+import { GuardedServer, type GuardLimits } from './listener.js';
 import { receive } from './receive.js';
 import { acceptedText, fromReply, replies, ReplyError, toReply } from './replies.js';
 
@@ -48,6 +48,11 @@ interface SessionState {
 }
 
 const CRLF = Buffer.from('\r\n');
+
+/** The client left while a handler of ours was still at work: nobody to answer, and no fault of the next hop's. */
+class ClientGone extends Error {
+  override name = 'ClientGone';
+}
 
 function listenerOf(config: ProxyConfig, kind: ProxyKind): ListenerConfig {
   const l = kind === 'out' ? config.out : config.in;
@@ -157,14 +162,16 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
   /** The session's state, made at connect and gone at close: a handler still running then cannot bring it back. */
   const state = (session: SMTPServerSession): SessionState => {
     const s = sessions.get(session.id);
-    if (!s) throw new RelayError('closed', 'the client has left');
+    if (!s) throw new ClientGone('the client has left');
     return s;
   };
 
   /** The reply for a failed command; faults that are not a reply of ours are logged with their cause. */
   const refusal = (stage: string, session: SMTPServerSession, err: unknown): ReplyError => {
     const where = { kind, cid: session.id, client: session.remoteAddress, stage, err };
-    if (err instanceof RelayError) {
+    if (err instanceof ClientGone) {
+      deps.log.debug(where, 'client left');
+    } else if (err instanceof RelayError) {
       metrics.relay(kind, err.kind === 'connect' ? 'unreachable' : 'failed');
       deps.log.warn(where, 'next hop failed');
     } else if (!(err instanceof ReplyError)) {
@@ -181,7 +188,7 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
     // The client may have left while we connected: nobody would close this one.
     if (sessions.get(session.id) !== s) {
       hop.close();
-      throw new RelayError('closed', 'the client left while the next hop was being connected');
+      throw new ClientGone('the client left while the next hop was being connected');
     }
     s.hop = hop;
     s.open = false;
@@ -203,7 +210,7 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
     );
   };
 
-  const limits = (): { perClient: number; commandTimeoutMs: number; dataTimeoutMs: number } => {
+  const limits = (): GuardLimits => {
     const l = listenerOf(deps.config(), kind);
     return { perClient: l.maxConnectionsPerClient, commandTimeoutMs: l.commandTimeoutMs, dataTimeoutMs: l.dataTimeoutMs };
   };
@@ -266,7 +273,7 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
       onData(stream, session, callback) {
         const s = sessions.get(session.id);
         if (!s) {
-          callback(toReply(new RelayError('closed', 'the client has left')));
+          callback(toReply(new ClientGone('the client has left')));
           return;
         }
         s.busy = true;

@@ -34,14 +34,6 @@ export class Spool {
   /** Throws SpoolError when the file cannot be made or written (disk full, directory gone). */
   async write(chunk: Buffer): Promise<void> {
     if (this.disposed) throw new Error('spool already disposed');
-    try {
-      await this.store(chunk);
-    } catch (err) {
-      throw new SpoolError(`cannot spool to ${this.file?.path ?? this.dir}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
-    }
-  }
-
-  private async store(chunk: Buffer): Promise<void> {
     this.bytes += chunk.length;
     if (!this.file && this.memoryBytes + chunk.length <= this.threshold) {
       // The stream's chunks are ours to keep: no copy.
@@ -49,6 +41,14 @@ export class Spool {
       this.memoryBytes += chunk.length;
       return;
     }
+    try {
+      await this.toFile(chunk);
+    } catch (err) {
+      throw new SpoolError(`cannot spool to ${this.file?.path ?? this.dir}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+    }
+  }
+
+  private async toFile(chunk: Buffer): Promise<void> {
     if (!this.file) {
       const dir = await mkdtemp(join(this.dir, 'dkim-proxy-spool-'));
       let handle: FileHandle;
