@@ -31,24 +31,20 @@ export interface GuardLimits {
 type Owed = 'greeting' | 'command' | 'DATA';
 
 interface Guarded {
+  readonly conn: Connection;
   readonly address: string;
-  /** What the client owes us now, and since when its deadline runs; nothing while it waits for us. */
+  /** What the client owes us now; nothing while it waits for us. */
   owes: Owed | undefined;
-  /**
-   * One timer per kind of deadline, made once and re-armed with refresh():
-   * a new timer per reply would be several allocations per message. A timer
-   * that fires for a deadline no longer owed does nothing.
-   */
-  command: NodeJS.Timeout | undefined;
-  data: NodeJS.Timeout | undefined;
-  /** The client waits for us (a handler of ours is deciding): no deadline runs. */
-  waiting: boolean;
+  /** When that deadline started (ms since the epoch). */
+  since: number;
 }
 
 export class GuardedServer extends SMTPServer {
   private readonly limits: () => GuardLimits;
   private readonly perAddress = new Map<string, number>();
   private readonly guards = new Map<string, Guarded>();
+  /** The next sweep for passed deadlines, while there are connections. */
+  private sweeping: NodeJS.Timeout | undefined;
   /** Told of a connection closed for its address's limit or a passed deadline. */
   onGuard: (event: { readonly kind: 'per-client-limit' | 'deadline'; readonly address: string; readonly stage?: string }) => void = () => {};
 
@@ -64,24 +60,23 @@ export class GuardedServer extends SMTPServer {
     if (conn) this.guard(conn, socket);
   }
 
-  /** The client now waits for a decision of ours (true), or we answered (false). */
-  waiting(sessionId: string, waiting: boolean): void {
+  /**
+   * The client now waits for a decision of ours: no deadline runs until our
+   * reply starts the next one.
+   */
+  waiting(sessionId: string): void {
     const g = this.guards.get(sessionId);
-    if (!g) return;
-    g.waiting = waiting;
-    if (waiting) this.disarm(g);
+    if (g) g.owes = undefined;
   }
 
   private guard(conn: Connection, socket: Socket): void {
     const address = conn.remoteAddress;
-    const g: Guarded = { address, owes: undefined, command: undefined, data: undefined, waiting: false };
+    const g: Guarded = { conn, address, owes: undefined, since: 0 };
     const count = (this.perAddress.get(address) ?? 0) + 1;
     this.perAddress.set(address, count);
     this.guards.set(conn.id, g);
     // The TCP socket closes under STARTTLS too (the TLS socket wraps it).
     socket.once('close', () => {
-      clearTimeout(g.command);
-      clearTimeout(g.data);
       this.guards.delete(conn.id);
       const left = (this.perAddress.get(address) ?? 1) - 1;
       if (left <= 0) this.perAddress.delete(address);
@@ -92,9 +87,10 @@ export class GuardedServer extends SMTPServer {
     conn.send = (code, data, context) => {
       const text = Array.isArray(data) ? data[0] : data;
       send(code, data, typeof text === 'string' && STARTS_WITH_CODE.test(text) ? false : context);
-      if (code === 421 || g.waiting) return;
-      // A reply was sent: the client owes the next command, or after 354 the message.
-      this.arm(conn, g, code === 354 ? 'DATA' : 'command');
+      if (code === 421) return;
+      // A reply was sent (which ends any wait of the client's for us): it owes the next command, or after 354 the message.
+      g.owes = code === 354 ? 'DATA' : 'command';
+      g.since = Date.now();
     };
 
     const limits = this.limits();
@@ -106,33 +102,40 @@ export class GuardedServer extends SMTPServer {
       send(421, `4.7.0 ${conn.name} Too many connections from ${address} (the limit is ${limits.perClient}); try again later`, false);
       return;
     }
-    this.arm(conn, g, 'greeting');
+    g.owes = 'greeting';
+    g.since = Date.now();
+    this.sweepSoon();
   }
 
-  /** The client owes `stage` from now on. A connection keeps the deadlines it was opened with; a reload applies to new ones. */
-  private arm(conn: Connection, g: Guarded, stage: Owed): void {
-    g.owes = stage;
-    const data = stage === 'DATA';
-    const timer = data ? g.data : g.command;
-    if (timer) {
-      timer.refresh();
-      return;
+  /**
+   * Deadlines are timestamps, checked by one sweep for all connections: a
+   * timer per reply would cost more than the rest of the deadline logic.
+   * The sweep runs every tenth of the shortest deadline (50 ms to 1 s), and
+   * only while there are connections.
+   */
+  private sweepSoon(): void {
+    if (this.sweeping || this.guards.size === 0) return;
+    const { commandTimeoutMs, dataTimeoutMs } = this.limits();
+    const every = Math.min(1000, Math.max(50, Math.min(commandTimeoutMs, dataTimeoutMs) / 10));
+    this.sweeping = setTimeout(() => {
+      this.sweeping = undefined;
+      this.sweep();
+      this.sweepSoon();
+    }, every);
+    this.sweeping.unref();
+  }
+
+  private sweep(): void {
+    const { commandTimeoutMs, dataTimeoutMs } = this.limits();
+    const now = Date.now();
+    for (const g of this.guards.values()) {
+      if (g.owes === undefined) continue;
+      const ms = g.owes === 'DATA' ? dataTimeoutMs : commandTimeoutMs;
+      if (now - g.since < ms) continue;
+      const data = g.owes === 'DATA';
+      g.owes = undefined;
+      this.onGuard({ kind: 'deadline', address: g.address, stage: data ? 'DATA' : 'command' });
+      g.conn.send(421, `4.4.2 ${g.conn.name} ${data ? 'The message' : 'A command'} did not arrive within ${Math.round(ms / 1000)} s; closing connection`, false);
     }
-    const limits = this.limits();
-    const ms = data ? limits.dataTimeoutMs : limits.commandTimeoutMs;
-    const made = setTimeout(() => {
-      // A deadline of another stage, or none owed: nothing to do.
-      if (g.waiting || g.owes === undefined || (g.owes === 'DATA') !== data) return;
-      const owed = g.owes;
-      this.onGuard({ kind: 'deadline', address: g.address, stage: owed });
-      conn.send(421, `4.4.2 ${conn.name} ${data ? 'The message' : 'A command'} did not arrive within ${Math.round(ms / 1000)} s; closing connection`, false);
-    }, ms);
-    made.unref();
-    if (data) g.data = made;
-    else g.command = made;
-  }
-
-  private disarm(g: Guarded): void {
-    g.owes = undefined;
   }
 }

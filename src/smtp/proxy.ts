@@ -197,16 +197,11 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
 
   /** Runs a handler of ours while the client waits for it: no deadline of the client's runs meanwhile. */
   const decide = (session: SMTPServerSession, work: () => Promise<void>, callback: (err?: Error | null) => void, stage: string): void => {
-    server.waiting(session.id, true);
+    // The reply that follows starts the client's next deadline.
+    server.waiting(session.id);
     work().then(
-      () => {
-        server.waiting(session.id, false);
-        callback();
-      },
-      (err: unknown) => {
-        server.waiting(session.id, false);
-        callback(refusal(stage, session, err));
-      },
+      () => callback(),
+      (err: unknown) => callback(refusal(stage, session, err)),
     );
   };
 
@@ -280,7 +275,7 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
         countActive(1);
         metrics.inFlight(kind, 1);
         // The whole message is in: the client now waits for our reply.
-        stream.once('end', () => server.waiting(session.id, true));
+        stream.once('end', () => server.waiting(session.id));
         const started = process.hrtime.bigint();
         const size = { bytes: 0 };
         const account = (code: number): void => metrics.transaction(kind, code, size.bytes, Number(process.hrtime.bigint() - started) / 1e9);
@@ -289,7 +284,6 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
             s.busy = false;
             countActive(-1);
             metrics.inFlight(kind, -1);
-            server.waiting(session.id, false);
           })
           .then(
             (result) => {
