@@ -77,8 +77,11 @@ function dkimCheck(message: InboundMessage, settings: VerifySettings, deps: Veri
     allowShortKeys: settings.allowShortKeys,
     authorDomain: message.authorDomain ?? undefined,
   });
-  // Started now, answered while the body streams.
+  // Started now, answered while the body streams. A message refused before
+  // finish() never awaits them: a lookup that threw must not become an
+  // unhandled rejection (which ends the process), so it is caught here too.
   const keys = Promise.all(verifier.keyQueries().map(async (n) => [n, await deps.lookup(n)] as [string, KeyAnswer]));
+  keys.catch(() => undefined);
   return {
     update: (chunk) => verifier.update(chunk),
     finish: async () => ({ outcomes: verifier.finish(new Map(await keys), deps.now()), skipped: verifier.skipped }),
