@@ -11,6 +11,7 @@ import { Resolver } from 'node:dns/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { eventually } from './eventually.js';
 import { splitTxt } from '../../src/dkim/index.js';
 
 export interface TestDns {
@@ -72,21 +73,20 @@ export async function startDnsmasq(records: ReadonlyMap<string, readonly string[
   }
 }
 
-/** Polls until dnsmasq answers, at most ~5 s; false if it exits first. */
+/** Waits until dnsmasq answers, at most 5 s; false if it exits first or never answers. */
 async function ready(child: ChildProcess, port: number): Promise<boolean> {
   const resolver = new Resolver({ timeout: 200, tries: 1 });
   resolver.setServers([`127.0.0.1:${port}`]);
-  for (let k = 0; k < 25; k++) {
-    if (child.exitCode !== null || child.signalCode !== null) return false;
-    try {
-      await resolver.resolveTxt('ready.dkim-proxy.test');
-      return true;
-    } catch {
-      // not up yet: the resolver's own 200 ms timeout paces this loop
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  return false;
+  const state = await eventually(
+    'dnsmasq answering',
+    async (): Promise<'up' | 'exited' | false> => {
+      if (child.exitCode !== null || child.signalCode !== null) return 'exited';
+      // Not up yet: the resolver's own 200 ms timeout paces this.
+      return resolver.resolveTxt('ready.dkim-proxy.test').then(() => 'up' as const, () => false as const);
+    },
+    { timeoutMs: 5000, everyMs: 20 },
+  ).catch(() => 'timeout' as const);
+  return state === 'up';
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
