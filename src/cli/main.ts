@@ -9,6 +9,7 @@ import { keygenCommand, KEYGEN_HELP } from './keygen.js';
 import { runCommand, RUN_HELP } from './run.js';
 import { CliError, EXIT } from './output.js';
 import { signCommand, SIGN_HELP } from './sign.js';
+import { spfCommand, SPF_HELP } from './spf.js';
 import { statsCommand, STATS_HELP } from './stats.js';
 import { verifyCommand, VERIFY_HELP } from './verify.js';
 
@@ -18,6 +19,7 @@ Commands:
   run           start the proxies configured in [out] and [in]
   sign          sign a message (file or stdin) and print it
   verify        verify a message's DKIM signatures and print Authentication-Results
+  spf           evaluate SPF for a client address, sender and HELO name
   keygen        make a signing key and print the DNS record to publish
   check-config  validate a configuration and print the signing table
   dns-check     check that every configured key is published and matches
@@ -31,6 +33,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   run: { run: runCommand, help: RUN_HELP },
   sign: { run: signCommand, help: SIGN_HELP },
   verify: { run: verifyCommand, help: VERIFY_HELP },
+  spf: { run: spfCommand, help: SPF_HELP },
   keygen: { run: keygenCommand, help: KEYGEN_HELP },
   'check-config': { run: checkConfigCommand, help: CHECK_CONFIG_HELP },
   'dns-check': { run: dnsCheckCommand, help: DNS_CHECK_HELP },
