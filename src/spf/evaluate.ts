@@ -117,7 +117,9 @@ export async function checkSpf(query: SpfQuery, dns: SpfDns): Promise<SpfOutcome
     if (++voids > MAX_VOID_LOOKUPS) throw new Stop('permerror', `more than ${MAX_VOID_LOOKUPS} lookups found nothing (at ${name})`);
   };
 
-  let validated: Promise<string> | undefined;
+  // The client's validated names, looked up once for ptr and %{p} alike (§5.5: a DNS error means none).
+  let names: Promise<string[]> | undefined;
+  const validated = (): Promise<string[]> => (names ??= validatedNames().catch(() => []));
   const context = (current: string): MacroContext => ({
     sender,
     domain: current,
@@ -125,7 +127,7 @@ export async function checkSpf(query: SpfQuery, dns: SpfDns): Promise<SpfOutcome
     helo,
     receiver: query.receiver ?? 'unknown',
     now: query.now,
-    validatedName: () => (validated ??= validatedName(current)),
+    validatedName: () => validatedName(current),
   });
   const expandDomain = async (spec: string | undefined, current: string, term: string): Promise<string> => {
     if (spec === undefined) return current;
@@ -134,7 +136,7 @@ export async function checkSpf(query: SpfQuery, dns: SpfDns): Promise<SpfOutcome
     return truncateDomain(e.text).toLowerCase();
   };
 
-  /** Addresses of a name in the client's family: undefined for none (a void lookup when the name itself gave nothing). */
+  /** Addresses of a name in the client's family; `void` when the lookup found nothing (it counts toward the limit of 2). */
   const addresses = async (name: string): Promise<{ records: readonly string[]; void: boolean }> => {
     const answer = client.family === 4 ? await dns.a(name) : await dns.aaaa(name);
     switch (answer.kind) {
@@ -170,9 +172,10 @@ export async function checkSpf(query: SpfQuery, dns: SpfDns): Promise<SpfOutcome
     return names;
   }
 
+  /** %{p}: a validated name in the current domain if there is one, else any, else "unknown" (§7.3). */
   async function validatedName(current: string): Promise<string> {
-    const names = await validatedNames().catch(() => []);
-    return names.find((n) => n === current || n.endsWith(`.${current}`)) ?? names[0] ?? 'unknown';
+    const list = await validated();
+    return list.find((n) => n === current || n.endsWith(`.${current}`)) ?? list[0] ?? 'unknown';
   }
 
   async function mechanism(m: Mechanism, current: string, depth: number): Promise<boolean> {
@@ -231,9 +234,7 @@ export async function checkSpf(query: SpfQuery, dns: SpfDns): Promise<SpfOutcome
       case 'ptr': {
         countLookup(m.text);
         const target = await expandDomain(m.domain, current, m.text);
-        // §5.5: a DNS error here makes the mechanism not match.
-        const names = await validatedNames().catch(() => []);
-        return names.some((n) => n === target || n.endsWith(`.${target}`));
+        return (await validated()).some((n) => n === target || n.endsWith(`.${target}`));
       }
       case 'exists': {
         countLookup(m.text);

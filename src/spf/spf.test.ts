@@ -159,6 +159,16 @@ describe('SPF: the rules of check_host()', () => {
     assert.equal((await run(zone, '2001:db9::1', '')).result, 'fail');
   });
 
+  it('%{p} is a validated name in the domain being evaluated, also inside an include', async () => {
+    const zone: Zone = {
+      txt: { 'one.test': ['v=spf1 exists:%{p}._p.one.test include:two.test -all'], 'two.test': ['v=spf1 exists:%{p}._p.two.test -all'] },
+      ptr: { '5.2.0.192.in-addr.arpa': ['b.two.test', 'a.one.test', 'liar.one.test'] },
+      a: { 'a.one.test': ['192.0.2.5'], 'b.two.test': ['192.0.2.5'], 'liar.one.test': ['198.51.100.1'], 'b.two.test._p.two.test': ['127.0.0.2'] },
+    };
+    const r = await run(zone, '192.0.2.5', 'user@one.test');
+    assert.deepEqual([r.result, r.mechanism], ['pass', 'include:two.test']);
+  });
+
   it('a MAIL FROM domain that is not a fully qualified name is none', async () => {
     assert.equal((await run({}, '192.0.2.1', 'user@localhost')).result, 'none');
     assert.equal((await run({}, '192.0.2.1', `user@${'x'.repeat(64)}.com`)).result, 'none');
