@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { NextHop } from '../src/relay/client.js';
+import { NextHop, type Reply } from '../src/relay/client.js';
 import { makeConfigDir } from './helpers/config-dir.js';
 import { eventually } from './helpers/eventually.js';
 import { startDaemon } from './helpers/daemon.js';
@@ -173,21 +173,23 @@ describe('dkim-proxy run with two workers', () => {
   });
 });
 
+/** An LMTP client's transaction for two recipients, both accepted: the two replies to DATA. */
+async function toBobAndCarol(c: NextHop): Promise<Reply[]> {
+  assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
+  assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
+  assert.equal((await c.command('RCPT TO:<carol@example.net>')).code, 250);
+  return c.data([Buffer.from(MESSAGES['plain']!, 'latin1')], 2);
+}
+
 describe('LMTP listener', () => {
   it('gives one DATA reply per accepted recipient', async () => {
     const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\nprotocol = "lmtp"\n`);
     const c = await NextHop.open({ host: '127.0.0.1', port: p.port, name: 'client.test', timeoutMs: 10_000, lmtp: true });
     try {
-      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
-      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
-      assert.equal((await c.command('RCPT TO:<carol@example.net>')).code, 250);
-      const replies = await c.data([Buffer.from(MESSAGES['plain']!, 'latin1')], 2);
+      const replies = await toBobAndCarol(c);
       assert.deepEqual(replies.map((r) => r.code), [250, 250]);
       sink.behaviour = { data: () => 452 };
-      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
-      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
-      assert.equal((await c.command('RCPT TO:<carol@example.net>')).code, 250);
-      const refused = await c.data([Buffer.from(MESSAGES['plain']!, 'latin1')], 2);
+      const refused = await toBobAndCarol(c);
       assert.deepEqual(refused.map((r) => r.code), [452, 452]);
     } finally {
       sink.behaviour = {};
@@ -226,10 +228,7 @@ describe('LMTP towards the next hop (relay_protocol)', () => {
     const p = await startProxy('in', `[in]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${hopPort}"\nprotocol = "lmtp"\nrelay_protocol = "lmtp"\nauthserv_id = "mx.test"\n`);
     const c = await NextHop.open({ host: '127.0.0.1', port: p.port, name: 'client.test', timeoutMs: 10_000, lmtp: true });
     try {
-      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 250);
-      assert.equal((await c.command('RCPT TO:<bob@example.net>')).code, 250);
-      assert.equal((await c.command('RCPT TO:<carol@example.net>')).code, 250);
-      const replies = await c.data([Buffer.from(MESSAGES['plain']!, 'latin1')], 2);
+      const replies = await toBobAndCarol(c);
       assert.deepEqual(replies.map((r) => [r.code, r.enhanced]), [[250, '2.0.0'], [552, '5.2.2']]);
       assert.match(replies[0]!.lines.join(' '), /<bob@example\.net> Saved/);
       assert.match(replies[1]!.lines.join(' '), /Mailbox full/);
