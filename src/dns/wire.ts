@@ -84,7 +84,11 @@ function askUdp(server: Server, query: Buffer, id: number, ms: number): Promise<
   return new Promise((resolve, reject) => {
     const socket = createSocket(isIP(server.host) === 6 ? 'udp6' : 'udp4');
     const timer = setTimeout(() => done(new Timeout(`no answer from ${server.host}:${server.port} within ${ms} ms`)), ms);
+    let finished = false;
+    // Once only: a socket error after the timeout (or the answer) would close it twice, which throws.
     const done = (err: Error | null, answer?: Decoded): void => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
       socket.close();
       if (err) reject(err);
