@@ -32,7 +32,7 @@ export function mailboxes(field: HeaderField): string[] {
     .filter((a) => a !== '');
 }
 
-function domainOf(address: string): string | null {
+export function domainOf(address: string): string | null {
   const at = address.lastIndexOf('@');
   if (at <= 0) return null;
   const raw = address.slice(at + 1).replace(/\.$/, '');
