@@ -17,7 +17,7 @@ let dns: TestDns;
 let proxy: RunningProxy;
 
 const inToml = (relay: number, dnsServer: string, timeoutMs = 2000): string =>
-  `[in]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${relay}"\nauthserv_id = "mx.test.example"\n\n[dns]\nservers = ["${dnsServer}"]\ntimeout_ms = ${timeoutMs}\n`;
+  `[in]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${relay}"\nauthserv_id = "mx.test.example"\nchecks = ["dkim"]\n\n[dns]\nservers = ["${dnsServer}"]\ntimeout_ms = ${timeoutMs}\n`;
 
 function signed(text: string, ...requests: Parameters<typeof request>[0][]): Buffer {
   const message = Buffer.from(text, 'latin1');

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createWireResolver } from '../dns/wire.js';
-import { checkSpf } from '../spf/evaluate.js';
+import { checkSpf, type SpfOutcome } from '../spf/evaluate.js';
 import { EXIT, usageError } from './output.js';
 import { paint } from './style.js';
 
@@ -55,10 +55,15 @@ export async function spfCommand(argv: string[]): Promise<number> {
   const dns = createWireResolver({ servers: values['dns-server'] ?? [], timeoutMs });
   const r = await checkSpf({ ip: values.ip, mailFrom, helo: values.helo ?? 'unknown', ...(values.receiver !== undefined ? { receiver: values.receiver } : {}), now: Math.floor(Date.now() / 1000) }, dns);
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ result: r.result, domain: r.domain, identity: r.identity, mechanism: r.mechanism ?? null, explanation: r.explanation ?? null, reason: r.reason }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(spfJson(r), null, 2)}\n`);
   } else {
     const p = paint();
     process.stdout.write(`${p.status(r.result)}\n  ${r.identity} ${r.sender}: ${r.reason}\n${r.explanation !== undefined ? `  explanation: ${r.explanation}\n` : ''}`);
   }
   return EXIT.ok;
+}
+
+/** The JSON of an SPF result, for `spf --json` and `verify --json` alike. */
+export function spfJson(r: SpfOutcome): Record<string, string | null> {
+  return { result: r.result, domain: r.domain, identity: r.identity, mechanism: r.mechanism ?? null, explanation: r.explanation ?? null, reason: r.reason };
 }

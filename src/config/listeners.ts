@@ -9,14 +9,15 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import type { DnsConfig, HostPort, InListenerConfig, ListenerConfig } from './types.js';
+import type { DnsConfig, HostPort, InboundCheck, InListenerConfig, ListenerConfig } from './types.js';
 import type { Raw, Validator } from './validate.js';
 
 const LISTENER_KEYS = [
   'listen', 'relay', 'protocol', 'relay_protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_header_fields',
   'max_connections', 'max_connections_per_client', 'idle_timeout', 'command_timeout', 'data_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls',
 ];
-const IN_KEYS = [...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys'];
+const IN_KEYS = [...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys', 'checks', 'received_spf', 'reject_fail', 'reject_error', 'x_dkim_authentication_results'];
+const CHECKS = ['dkim', 'spf', 'dmarc'] as const;
 
 /** `host:port` or `[v6]:port`; port 0 (any free port) only where `anyPort`. */
 export function parseHostPort(text: string, anyPort = false): HostPort | null {
@@ -113,8 +114,24 @@ export function readInListener(v: Validator, raw: Raw): InListenerConfig | undef
   const r = readBase(v, raw, 'in', IN_KEYS);
   if (!r) return undefined;
   const path = ['in'];
+  const named = v.strings(r.t, path, 'checks') ?? [...CHECKS];
+  const checks: InboundCheck[] = [];
+  for (const c of named) {
+    const lower = c.toLowerCase();
+    if (!(CHECKS as readonly string[]).includes(lower)) v.error([...path, 'checks'], `expected some of ${CHECKS.map((k) => `"${k}"`).join(', ')}, got "${c}"`);
+    else if (!checks.includes(lower as InboundCheck)) checks.push(lower as InboundCheck);
+  }
+  if (checks.includes('dmarc') && !checks.includes('dkim') && !checks.includes('spf')) v.error([...path, 'checks'], 'dmarc needs "dkim" or "spf" (or both) among the checks: it decides on their results');
+  else if (checks.includes('dmarc') && !(checks.includes('dkim') && checks.includes('spf'))) v.warn([...path, 'checks'], `dmarc without ${checks.includes('dkim') ? 'spf' : 'dkim'}: only ${checks.includes('dkim') ? 'DKIM' : 'SPF'} alignment can make DMARC pass`);
+  const rejectFail = v.bool(r.t, path, 'reject_fail') ?? false;
+  if (rejectFail && !checks.includes('dmarc')) v.error([...path, 'reject_fail'], 'rejects on the DMARC result: add "dmarc" to [in] checks, or set reject_fail = false');
   return Object.freeze({
     ...r.base,
+    checks: Object.freeze(checks),
+    receivedSpf: v.bool(r.t, path, 'received_spf') ?? false,
+    rejectFail,
+    rejectError: v.bool(r.t, path, 'reject_error') ?? false,
+    xDkimAuthenticationResults: v.bool(r.t, path, 'x_dkim_authentication_results') ?? false,
     authservId: v.string(r.t, path, 'authserv_id') ?? r.base.hostname,
     maxSignatures: v.integer(r.t, path, 'max_signatures', 1, 50) ?? 10,
     allowSha1: v.bool(r.t, path, 'legacy_sha1') ?? false,

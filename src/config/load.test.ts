@@ -96,6 +96,25 @@ describe('config loading', () => {
     expectIssue(r, 24, 'dnss', /did you mean "dns"\?/);
   });
 
+  it('[in] runs DKIM, SPF and DMARC by default, reporting only; checks and the verdict switches are validated', async () => {
+    const base = '[in]\nlisten = "127.0.0.1:10025"\nrelay = "127.0.0.1:10026"\nhostname = "mx.example.com"\n';
+    const d = await load(base);
+    assert.ok(d.ok, issues(d).join('\n'));
+    assert.deepEqual(d.config.in!.checks, ['dkim', 'spf', 'dmarc']);
+    assert.deepEqual([d.config.in!.rejectFail, d.config.in!.rejectError, d.config.in!.receivedSpf, d.config.in!.xDkimAuthenticationResults], [false, false, false, false]);
+    const on = await load(`${base}checks = ["DKIM", "dmarc", "spf"]\nreject_fail = true\nreject_error = true\nreceived_spf = true\nx_dkim_authentication_results = true\n`);
+    assert.ok(on.ok, issues(on).join('\n'));
+    assert.deepEqual(on.config.in!.checks, ['dkim', 'dmarc', 'spf']);
+    assert.equal(on.config.in!.rejectFail, true);
+    expectIssue(await load(`${base}checks = ["dkim", "adsp"]\n`), 5, 'in.checks', /expected some of "dkim", "spf", "dmarc", got "adsp"/);
+    expectIssue(await load(`${base}checks = ["dmarc"]\n`), 5, 'in.checks', /dmarc needs "dkim" or "spf"/);
+    expectIssue(await load(`${base}checks = ["dkim"]\nreject_fail = true\n`), 6, 'in.reject_fail', /add "dmarc" to \[in\] checks/);
+    expectIssue(await load(`${base}reject_error = "yes"\n`), 5, 'in.reject_error', /expected true or false, got "yes"/);
+    const half = await load(`${base}checks = ["dkim", "dmarc"]\n`);
+    assert.ok(half.ok);
+    assert.match(half.warnings.map((w) => w.message).join('\n'), /dmarc without spf/);
+  });
+
   it('requires listen and relay, and refuses a lone tls_cert', async () => {
     const r = await load('[in]\nauthserv_id = "mx.example.com"\ntls_cert = "/etc/ssl/c.pem"\n');
     expectIssue(r, 1, 'in.listen', /required/);

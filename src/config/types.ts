@@ -94,11 +94,23 @@ export interface ListenerConfig {
   readonly relayTls: 'off' | 'opportunistic' | 'required';
 }
 
+export type InboundCheck = 'dkim' | 'spf' | 'dmarc';
+
 export interface InListenerConfig extends ListenerConfig {
   readonly authservId: string;
   readonly maxSignatures: number;
   readonly allowSha1: boolean;
   readonly allowShortKeys: boolean;
+  /** What `in` checks (default: all three). */
+  readonly checks: readonly InboundCheck[];
+  /** Add a Received-SPF field (RFC 7208 §9.1) beside Authentication-Results. */
+  readonly receivedSpf: boolean;
+  /** 550 5.7.1 for a DMARC fail whose disposition (after pct) is reject. */
+  readonly rejectFail: boolean;
+  /** 451 4.7.x when a temporary DNS error left the verdict undecided. */
+  readonly rejectError: boolean;
+  /** DKIMproxy's X-DKIM-Authentication-Results field (pass, fail, none...). */
+  readonly xDkimAuthenticationResults: boolean;
 }
 
 export interface DnsConfig {

@@ -81,7 +81,7 @@ export function outcomeFields(o: DkimOutcome): { result: DkimResult; d: string |
 /** RFC 2045 token characters; anything else must be a quoted-string. */
 const TOKEN = /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$/;
 
-function pvalue(v: string): string {
+export function pvalue(v: string): string {
   return TOKEN.test(v) ? v : `"${v.replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 
@@ -111,13 +111,18 @@ export function formatResinfo(o: DkimOutcome, allB: readonly string[]): string {
 }
 
 /** `header.i` is `[local-part] "@" domain` (RFC 8601 §2.2 pvalue); quote a local part that needs it. */
-function identity(i: string): string {
+export function identity(i: string): string {
   const at = i.lastIndexOf('@');
   const local = i.slice(0, at);
   const domain = i.slice(at + 1);
   if (at === -1 || !/^[A-Za-z0-9.-]*$/.test(domain)) return pvalue(i);
   if (local === '' || /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+$/.test(local)) return `${local}@${domain}`;
   return `"${local.replace(/["\\]/g, (c) => `\\${c}`)}"@${domain}`;
+}
+
+/** A comment's text (RFC 5322 ctext): no parentheses, backslashes or line ends, so it cannot end early. */
+export function commentText(text: string): string {
+  return text.replace(/[()\\]/g, '').replace(/[\r\n\t]+/g, ' ').replace(/[^\x20-\x7e]/g, '?');
 }
 
 /** The `dkim=` results of one message: one per checked signature, `dkim=none` for none. */

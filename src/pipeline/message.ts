@@ -10,11 +10,14 @@
  * commands print.
  */
 import type { HeaderField } from '../dkim/index.js';
+import type { ReplyError } from '../smtp/replies.js';
 
 /** What is known of the transaction before the message. */
 export interface Envelope {
   /** The client the message came from: XFORWARD's ADDR when an allowed client sent it, else the socket's peer. */
   readonly clientAddress: string | undefined;
+  /** XFORWARD said ADDR=[UNAVAILABLE]: the client is not known (and is not the socket's peer, which is Postfix). */
+  readonly clientAddressUnavailable?: boolean;
   readonly helo: string | undefined;
   /** The reverse path; empty for a null sender (bounces). */
   readonly mailFrom: string;
@@ -33,6 +36,8 @@ export interface Processed<R> {
   /** The header block to send: the received one, or one with fields removed. */
   readonly headerBlock: Buffer;
   readonly report: R;
+  /** The processor's verdict refuses or defers the message: the listener answers this and relays nothing. */
+  readonly refusal?: ReplyError;
 }
 
 /** One message in a processor. */
@@ -42,9 +47,15 @@ export interface MessageRun<R> {
   finish(): Promise<Processed<R>>;
 }
 
-export interface MessageProcessor<R> {
+export interface MessageProcessor<R, E = unknown> {
+  /**
+   * The envelope is known (sender and first recipient accepted): work that
+   * needs only it can start now, while the client sends the rest. What it
+   * returns goes to `start` for the same transaction.
+   */
+  early?(envelope: Envelope): E;
   /** Throws a ReplyError to refuse or defer the message; the body is then not needed. */
-  start(head: MessageHead, envelope: Envelope): Promise<MessageRun<R>>;
+  start(head: MessageHead, envelope: Envelope, early?: E): Promise<MessageRun<R>>;
   /** The report's fields for the per-message log line. */
   logFields(report: R): Record<string, unknown>;
 }

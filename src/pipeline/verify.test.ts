@@ -1,17 +1,31 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseHeaderBlock } from '../dkim/index.js';
-import { sign } from '../../test/helpers/engine.js';
+import { NOW, SAMPLE, sign, zone as engineZone } from '../../test/helpers/engine.js';
+import type { Envelope } from './message.js';
 import { MESSAGES } from '../../test/helpers/messages.js';
+import { zoneDns } from '../../test/helpers/spf-zone.js';
 import { processMessage } from './offline.js';
-import { VerifyingProcessor } from './verify.js';
+import { VerifyingProcessor, type VerifySettings } from './verify.js';
 
-const settings = { authservId: 'mx.test', maxSignatures: 10, allowSha1: false, allowShortKeys: false };
+const settings: VerifySettings = {
+  authservId: 'mx.test',
+  maxSignatures: 10,
+  allowSha1: false,
+  allowShortKeys: false,
+  checks: ['dkim'],
+  hostname: 'mx.test',
+  receivedSpf: false,
+  rejectFail: false,
+  rejectError: false,
+  xDkimAuthenticationResults: false,
+};
+const noDns = zoneDns({});
 
 describe('the verifying processor', () => {
   it('a lookup that throws is a fault of finish(), never an unhandled rejection, also when finish() is never called', async () => {
     const signed = sign(MESSAGES['plain']!);
-    const failing = new VerifyingProcessor({ settings: () => settings, lookup: () => Promise.reject(new Error('resolver bug')), now: () => 1_790_000_000 });
+    const failing = new VerifyingProcessor({ settings: () => settings, lookup: () => Promise.reject(new Error('resolver bug')), now: () => 1_790_000_000, dns: noDns });
     await assert.rejects(processMessage(failing, signed), /resolver bug/);
     // Started, then abandoned (a message refused for its size, say): the process must go on.
     const head = signed.subarray(0, signed.indexOf('\r\n\r\n') + 2);
@@ -21,11 +35,104 @@ describe('the verifying processor', () => {
 
   it('removes Authentication-Results claiming our authserv-id, keeps others, and writes one field with a result per signature', async () => {
     const forged = Buffer.from(`Authentication-Results: mx.test; dkim=pass header.d=example.com\r\nAuthentication-Results: other.test; dkim=fail\r\n${MESSAGES['plain']!}`, 'latin1');
-    const p = new VerifyingProcessor({ settings: () => settings, lookup: () => Promise.resolve({ kind: 'nxdomain' }), now: () => 1_790_000_000 });
+    const p = new VerifyingProcessor({ settings: () => settings, lookup: () => Promise.resolve({ kind: 'nxdomain' }), now: () => 1_790_000_000, dns: noDns });
     const r = await processMessage(p, sign(forged));
     assert.equal(r.report.forgedRemoved, 1);
     assert.doesNotMatch(r.headerBlock.toString('latin1'), /mx\.test; dkim=pass/);
     assert.match(r.headerBlock.toString('latin1'), /other\.test; dkim=fail/);
     assert.match(r.prepend.toString('latin1'), /^Authentication-Results: mx\.test;\r\n\tdkim=permerror reason="no key/);
+  });
+});
+
+describe('the verifying processor with SPF and DMARC', () => {
+  const all: VerifySettings = { ...settings, checks: ['dkim', 'spf', 'dmarc'] };
+  const zone = {
+    txt: {
+      'example.com': ['v=spf1 ip4:192.0.2.0/24 -all'],
+      '_dmarc.example.com': ['v=DMARC1; p=reject'],
+      'bounces.example.net': ['v=spf1 ip4:198.51.100.7 -all'],
+    },
+    timeout: ['slow.example'],
+  };
+  const keys = (name: string) => Promise.resolve(engineZone.has(name) ? { kind: 'found' as const, records: engineZone.get(name)! } : { kind: 'nxdomain' as const });
+  const run = (s: VerifySettings, message: Buffer, envelope: Envelope, dns = zoneDns(zone)) =>
+    processMessage(new VerifyingProcessor({ settings: () => s, lookup: keys, now: () => NOW, dns, random: () => 0.5 }), message, envelope);
+  const env = (ip: string, mailFrom: string, helo = 'mail.example.com'): Envelope => ({ clientAddress: ip, helo, mailFrom, rcptTo: ['bob@example.net'] });
+
+  it('one Authentication-Results with spf=, dkim= and dmarc=, in that order', async () => {
+    const r = await run(all, sign(SAMPLE), env('192.0.2.10', 'alice@example.com'));
+    const ar = r.prepend.toString('latin1');
+    assert.match(ar, /^Authentication-Results: mx\.test;\r\n\tspf=pass \(example\.com: matched ip4:192\.0\.2\.0\/24\) smtp\.mailfrom=alice@example\.com;\r\n\tdkim=pass header\.d=example\.com [^;]+;\r\n\tdmarc=pass \(p=reject dis=none\) header\.from=example\.com\r\n$/);
+    assert.deepEqual(r.report.verdict, { action: 'accept' });
+    assert.equal(r.refusal, undefined);
+  });
+
+  it('a null sender is checked as postmaster@HELO (smtp.helo), and DMARC aligns the HELO domain', async () => {
+    const r = await run(all, Buffer.from(SAMPLE, 'latin1'), env('192.0.2.10', '', 'example.com'));
+    assert.equal(r.report.spf?.identity, 'helo');
+    assert.match(r.report.authenticationResults, /spf=pass \([^)]*\) smtp\.helo=example\.com;/);
+    assert.equal(r.report.dmarc?.result, 'pass');
+    assert.equal(r.report.dmarc?.aligned.spf, 'example.com');
+  });
+
+  it('reject_fail: a DMARC fail under p=reject is refused with 550 5.7.1; off, it is only reported', async () => {
+    const unsigned = Buffer.from(SAMPLE, 'latin1');
+    const reported = await run(all, unsigned, env('203.0.113.9', 'alice@example.com'));
+    assert.equal(reported.report.dmarc?.result, 'fail');
+    assert.match(reported.report.authenticationResults, /spf=fail .*\r\n\tdkim=none;\r\n\tdmarc=fail \(p=reject dis=reject\) header\.from=example\.com/);
+    assert.equal(reported.refusal, undefined);
+    const refused = await run({ ...all, rejectFail: true }, unsigned, env('203.0.113.9', 'alice@example.com'));
+    assert.equal(refused.refusal?.responseCode, 550);
+    assert.equal(refused.refusal?.enhanced, '5.7.1');
+    assert.match(refused.refusal?.text ?? '', /DMARC policy of example\.com is reject/);
+    // Aligned DKIM rescues it even with reject_fail on.
+    const signed = await run({ ...all, rejectFail: true }, sign(SAMPLE), env('203.0.113.9', 'alice@example.com'));
+    assert.equal(signed.refusal, undefined);
+  });
+
+  it('reject_error: an SPF temperror that leaves DMARC failing defers with 451 4.7.24; a permerror never does', async () => {
+    const from = (d: string) => Buffer.from(SAMPLE.replace('alice@example.com>', `alice@${d}>`), 'latin1');
+    const deferred = await run({ ...all, rejectError: true }, from('example.com'), env('203.0.113.9', 'x@slow.example'));
+    assert.equal(deferred.report.spf?.result, 'temperror');
+    assert.equal(deferred.refusal?.responseCode, 451);
+    assert.equal(deferred.refusal?.enhanced, '4.7.24');
+    const reportOnly = await run(all, from('example.com'), env('203.0.113.9', 'x@slow.example'));
+    assert.equal(reportOnly.refusal, undefined);
+    const permerror = await run({ ...all, rejectError: true }, from('example.com'), env('203.0.113.9', 'x@bad.example'), zoneDns({ txt: { ...zone.txt, 'bad.example': ['v=spf1 ipp4:1.2.3.4'] } }));
+    assert.equal(permerror.report.spf?.result, 'permerror');
+    assert.equal(permerror.refusal, undefined);
+  });
+
+  it('a DMARC record that times out is dmarc=temperror, deferred under reject_error', async () => {
+    const dns = zoneDns({ ...zone, timeout: ['_dmarc.example.com'] });
+    const r = await run({ ...all, rejectError: true }, sign(SAMPLE), env('192.0.2.10', 'alice@example.com'), dns);
+    assert.equal(r.report.dmarc?.result, 'temperror');
+    assert.equal(r.refusal?.enhanced, '4.7.0');
+  });
+
+  it('XFORWARD ADDR=[UNAVAILABLE]: SPF is none, not a check of the socket peer', async () => {
+    const r = await run(all, sign(SAMPLE), { ...env('127.0.0.1', 'alice@example.com'), clientAddressUnavailable: true });
+    assert.equal(r.report.spf?.result, 'none');
+    assert.match(r.report.spf?.reason ?? '', /UNAVAILABLE/);
+  });
+
+  it('an IPv4-mapped IPv6 client is checked as IPv4', async () => {
+    const r = await run(all, sign(SAMPLE), env('::ffff:192.0.2.10', 'alice@example.com'));
+    assert.equal(r.report.spf?.result, 'pass');
+  });
+
+  it('Received-SPF and X-DKIM-Authentication-Results when asked for', async () => {
+    const r = await run({ ...all, receivedSpf: true, xDkimAuthenticationResults: true }, sign(SAMPLE), env('192.0.2.10', 'alice@example.com'));
+    const text = r.prepend.toString('latin1');
+    assert.match(text, /\r\nReceived-SPF: pass \(mx\.test: example\.com: matched ip4:192\.0\.2\.0\/24\)\r\n\tclient-ip=192\.0\.2\.10;\r\n\tenvelope-from=alice@example\.com;\r\n\thelo=mail\.example\.com;\r\n\tmechanism=ip4:192\.0\.2\.0\/24;\r\n\treceiver=mx\.test;\r\n\tidentity=mailfrom;\r\n/);
+    assert.match(text, /\r\nX-DKIM-Authentication-Results: pass\r\n$/);
+  });
+
+  it('checks = ["dkim"]: no SPF or DMARC lookups at all', async () => {
+    const asked: string[] = [];
+    const r = await run(settings, sign(SAMPLE), env('192.0.2.10', 'alice@example.com'), zoneDns(zone, asked));
+    assert.equal(r.report.spf, undefined);
+    assert.equal(r.report.dmarc, undefined);
+    assert.deepEqual(asked, []);
   });
 });

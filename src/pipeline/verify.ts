@@ -4,12 +4,15 @@
  * and one Authentication-Results field with every check's results goes in
  * front. `dkim-proxy verify` runs this very processor.
  *
- * A check is a step: started with the header block (so its DNS lookups can
- * start while the body streams), fed the body, finished with its typed
- * result and the method results it writes. A new check (SPF, DMARC, ARC) is
- * one more step and one more field of `InboundResults`.
+ * A check is a step, started as soon as its input is known so that its DNS
+ * lookups run while the rest arrives: SPF needs only the envelope (the
+ * listener starts it at the first RCPT, see `early`), the DMARC policy and
+ * the DKIM keys need the header block, DMARC's verdict needs the others'
+ * results. A new check (ARC) is one more step and one more field of
+ * `InboundResults`.
  */
 import {
+  commentText,
   dkimResinfos,
   formatAuthenticationResultsField,
   MessageVerifier,
@@ -19,9 +22,17 @@ import {
   type HeaderField,
   type KeyAnswer,
 } from '../dkim/index.js';
+import type { InboundCheck } from '../config/types.js';
+import { discoverPolicy, evaluateDmarc, type Discovery, type DmarcOutcome } from '../dmarc/evaluate.js';
+import { fromDomain } from '../dmarc/from.js';
+import { dmarcResinfo } from '../dmarc/header.js';
 import type { KeyLookup } from '../dns/resolver.js';
+import type { WireResolver } from '../dns/wire.js';
 import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
 import { authorDomain } from '../policy/author.js';
+import { PolicyReply } from '../smtp/replies.js';
+import { checkSpf, type SpfOutcome } from '../spf/evaluate.js';
+import { receivedSpfField, spfResinfo } from '../spf/header.js';
 import type { Envelope, MessageHead, MessageProcessor, MessageRun } from './message.js';
 
 export interface VerifySettings {
@@ -29,6 +40,13 @@ export interface VerifySettings {
   readonly maxSignatures: number;
   readonly allowSha1: boolean;
   readonly allowShortKeys: boolean;
+  readonly checks: readonly InboundCheck[];
+  /** %{r} in SPF explanations, and the receiver of Received-SPF. */
+  readonly hostname: string;
+  readonly receivedSpf: boolean;
+  readonly rejectFail: boolean;
+  readonly rejectError: boolean;
+  readonly xDkimAuthenticationResults: boolean;
 }
 
 export interface DkimVerification {
@@ -39,22 +57,38 @@ export interface DkimVerification {
 }
 
 export interface InboundResults {
-  readonly dkim: DkimVerification;
+  /** Undefined for a check that did not run. */
+  readonly dkim: DkimVerification | undefined;
+  readonly spf: SpfOutcome | undefined;
+  readonly dmarc: DmarcOutcome | undefined;
 }
+
+/** What `reject_fail` and `reject_error` decided; `accept` when neither applies. */
+export type Verdict =
+  | { readonly action: 'accept' }
+  | { readonly action: 'reject'; readonly reason: string }
+  /** RFC 7372: X.7.24 is an SPF validation error; the others have no code of their own. */
+  | { readonly action: 'defer'; readonly reason: string; readonly enhanced: '4.7.24' | '4.7.0' };
 
 export interface InboundReport extends InboundResults {
   /** Forged Authentication-Results fields removed. */
   readonly forgedRemoved: number;
   /** The field prepended (with CRLF). */
   readonly authenticationResults: string;
+  readonly verdict: Verdict;
 }
 
 export interface VerifyDeps {
   readonly settings: () => VerifySettings;
+  /** DKIM keys. */
   readonly lookup: KeyLookup;
+  /** SPF and DMARC lookups: names and TXT octets as they are (see dns/wire.ts). */
+  readonly dns: WireResolver;
   /** Seconds since the epoch. */
   readonly now: () => number;
   readonly metrics?: ProxyMetrics;
+  /** For DMARC's pct sampling; [0, 1). */
+  readonly random?: () => number;
 }
 
 /** The message as the checks see it: forged results already gone. */
@@ -64,9 +98,20 @@ export interface InboundMessage {
   readonly authorDomain: string | null;
 }
 
+/** What is started before the header block: the SPF check, from the envelope. */
+export interface EarlyChecks {
+  readonly spf: Promise<SpfOutcome> | undefined;
+}
+
 interface CheckRun<T> {
   update(chunk: Uint8Array): void;
   finish(): Promise<T>;
+}
+
+/** A promise that is awaited later, or never (a message refused for its size): its rejection must not end the process. */
+function started<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
 }
 
 /** DKIM (RFC 6376): every signature up to the limit, author-aligned ones first. */
@@ -77,15 +122,30 @@ function dkimCheck(message: InboundMessage, settings: VerifySettings, deps: Veri
     allowShortKeys: settings.allowShortKeys,
     authorDomain: message.authorDomain ?? undefined,
   });
-  // Started now, answered while the body streams. A message refused before
-  // finish() never awaits them: a lookup that threw must not become an
-  // unhandled rejection (which ends the process), so it is caught here too.
-  const keys = Promise.all(verifier.keyQueries().map(async (n) => [n, await deps.lookup(n)] as [string, KeyAnswer]));
-  keys.catch(() => undefined);
+  const keys = started(Promise.all(verifier.keyQueries().map(async (n) => [n, await deps.lookup(n)] as [string, KeyAnswer])));
   return {
     update: (chunk) => verifier.update(chunk),
     finish: async () => ({ outcomes: verifier.finish(new Map(await keys), deps.now()), skipped: verifier.skipped }),
   };
+}
+
+/** SPF (RFC 7208) for the envelope's client; undefined when the client is not known (an offline check without --client-ip). */
+export function spfCheck(envelope: Envelope, settings: VerifySettings, deps: VerifyDeps): Promise<SpfOutcome> | undefined {
+  if (!settings.checks.includes('spf')) return undefined;
+  const identity = envelope.mailFrom === '' ? 'helo' : 'mailfrom';
+  const helo = envelope.helo ?? '';
+  const sender = identity === 'helo' ? `postmaster@${helo}` : envelope.mailFrom;
+  const unknown = (reason: string): Promise<SpfOutcome> =>
+    Promise.resolve({ result: 'none', identity, sender, domain: sender.slice(sender.lastIndexOf('@') + 1), mechanism: undefined, explanation: undefined, reason });
+  if (envelope.clientAddressUnavailable) return unknown('the client address is unavailable (XFORWARD ADDR=[UNAVAILABLE])');
+  if (envelope.clientAddress === undefined) return undefined;
+  return started(
+    checkSpf({ ip: envelope.clientAddress, mailFrom: envelope.mailFrom, helo, receiver: settings.hostname, now: deps.now() }, deps.dns).catch((err: unknown) => {
+      // checkSpf throws only for an address that is none: a client we cannot name.
+      if (err instanceof Error && /^not an IP address/.test(err.message)) return unknown(`the client address "${envelope.clientAddress}" is not an IP address`);
+      throw err;
+    }),
+  );
 }
 
 /** Fields other than Authentication-Results of our authserv-id, and how many were removed. */
@@ -104,7 +164,53 @@ export function resultsAuthservId(field: HeaderField): string | undefined {
   return /^\s*([^\s;]+)/.exec(value)?.[1]?.toLowerCase();
 }
 
-export class VerifyingProcessor implements MessageProcessor<InboundReport> {
+const counted = (outcomes: readonly DkimOutcome[]): DkimOutcome[] => outcomes.filter((o) => !viewOutcome(o).testing);
+
+/**
+ * `reject_fail`: a DMARC fail whose disposition (after pct) is reject.
+ * `reject_error`: a temporary error that left the verdict open, so that
+ * trying again may decide it: a DMARC record that could not be read, or a
+ * DMARC fail with an SPF or DKIM lookup that failed temporarily; without
+ * DMARC, a temporary error with nothing that passed. A permerror never
+ * defers: trying again gives the same answer.
+ */
+export function decideVerdict(r: InboundResults, settings: VerifySettings): Verdict {
+  if (settings.rejectFail && r.dmarc?.result === 'fail' && r.dmarc.disposition === 'reject') {
+    return { action: 'reject', reason: `DMARC policy of ${r.dmarc.domain ?? '?'} is reject and the message failed it: ${r.dmarc.reason}` };
+  }
+  if (!settings.rejectError) return { action: 'accept' };
+  const dkimTemp = counted(r.dkim?.outcomes ?? []).filter((o) => o.result === 'temperror');
+  const spfTemp = r.spf?.result === 'temperror';
+  const temporary = [
+    ...(spfTemp ? [`SPF: ${r.spf!.reason}`] : []),
+    ...dkimTemp.map((o) => `DKIM d=${o.sig.d ?? '?'}: ${viewOutcome(o).detail ?? viewOutcome(o).reason ?? 'dns error'}`),
+    ...(r.dmarc?.result === 'temperror' ? [`DMARC: ${r.dmarc.reason}`] : []),
+  ];
+  if (temporary.length === 0) return { action: 'accept' };
+  const open = r.dmarc !== undefined
+    ? r.dmarc.result === 'temperror' || (r.dmarc.result === 'fail' && (spfTemp || dkimTemp.length > 0))
+    : !(counted(r.dkim?.outcomes ?? []).some((o) => o.result === 'pass') || r.spf?.result === 'pass');
+  if (!open) return { action: 'accept' };
+  return { action: 'defer', reason: temporary.join('; '), enhanced: spfTemp && temporary.length === 1 ? '4.7.24' : '4.7.0' };
+}
+
+/** The reply for a verdict that refuses or defers. */
+export function verdictReply(v: Exclude<Verdict, { action: 'accept' }>): PolicyReply {
+  if (v.action === 'reject') return new PolicyReply(550, '5.7.1', `Refused: ${v.reason}`, v.reason);
+  return new PolicyReply(451, v.enhanced, `Authentication could not be completed, try again later: ${v.reason}`, v.reason);
+}
+
+/** DKIMproxy's X-DKIM-Authentication-Results value: the best signature's result. */
+function dkimproxyResult(d: DkimVerification): string {
+  const outcomes = counted(d.outcomes);
+  if (outcomes.some((o) => o.result === 'pass')) return 'pass';
+  const first = outcomes[0];
+  if (first === undefined) return 'none';
+  const v = viewOutcome(first);
+  return v.reason !== undefined ? `${v.result} (${commentText(v.reason)})` : v.result;
+}
+
+export class VerifyingProcessor implements MessageProcessor<InboundReport, EarlyChecks> {
   private readonly deps: VerifyDeps;
   private readonly metrics: ProxyMetrics;
 
@@ -113,37 +219,80 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport> {
     this.metrics = deps.metrics ?? NO_METRICS;
   }
 
-  async start(head: MessageHead, envelope: Envelope): Promise<MessageRun<InboundReport>> {
+  early(envelope: Envelope): EarlyChecks {
+    return { spf: spfCheck(envelope, this.deps.settings(), this.deps) };
+  }
+
+  async start(head: MessageHead, envelope: Envelope, early?: EarlyChecks): Promise<MessageRun<InboundReport>> {
     const settings = this.deps.settings();
+    const checks = new Set(settings.checks);
     const stripped = withoutForgedResults(head.fields, settings.authservId);
     const author = authorDomain(stripped.fields);
     const message: InboundMessage = { fields: stripped.fields, envelope, authorDomain: author.ok ? author.domain : null };
-    const dkim = dkimCheck(message, settings, this.deps);
+    const spf = early !== undefined ? early.spf : spfCheck(envelope, settings, this.deps);
+    const dkim = checks.has('dkim') ? dkimCheck(message, settings, this.deps) : undefined;
+    // DMARC decides on SPF or DKIM: offline, with no client to check SPF for, it waits for --client-ip.
+    const runDmarc = checks.has('dmarc') && (spf !== undefined || !checks.has('spf'));
+    const discovery: Promise<Discovery> | undefined = runDmarc ? started(discoverPolicy(fromDomain(stripped.fields), this.deps.dns)) : undefined;
     const headerBlock = stripped.removed === 0 ? head.block : Buffer.from(stripped.fields.map((f) => f.raw).join(''), 'latin1');
     return {
-      update: (chunk) => dkim.update(chunk),
+      update: (chunk) => dkim?.update(chunk),
       finish: async () => {
-        const results: InboundResults = { dkim: await dkim.finish() };
-        this.metrics.verified(results.dkim.outcomes);
-        const authenticationResults = formatAuthenticationResultsField(settings.authservId, dkimResinfos(results.dkim.outcomes), skippedNote(results.dkim.skipped));
+        const [dkimResult, spfResult, policy] = await Promise.all([dkim?.finish(), spf, discovery]);
+        const dmarc =
+          policy === undefined
+            ? undefined
+            : evaluateDmarc(
+                policy,
+                {
+                  dkimPass: counted(dkimResult?.outcomes ?? []).filter((o) => o.result === 'pass').map((o) => o.sig.d ?? ''),
+                  spf: spfResult === undefined ? undefined : { result: spfResult.result, domain: spfResult.domain },
+                },
+                this.deps.random,
+              );
+        const results: InboundResults = { dkim: dkimResult, spf: spfResult, dmarc };
+        if (dkimResult) this.metrics.verified(dkimResult.outcomes);
+        if (spfResult) this.metrics.spf(spfResult.result);
+        if (dmarc) this.metrics.dmarc(dmarc.result, dmarc.policy ?? 'none', dmarc.disposition ?? 'none');
+        const resinfos = [
+          ...(spfResult ? [spfResinfo(spfResult)] : []),
+          ...(dkimResult ? dkimResinfos(dkimResult.outcomes) : []),
+          ...(dmarc ? [dmarcResinfo(dmarc)] : []),
+        ];
+        const authenticationResults = formatAuthenticationResultsField(settings.authservId, resinfos.length > 0 ? resinfos : ['none'], skippedNote(dkimResult?.skipped ?? 0));
+        const extra = [
+          ...(settings.receivedSpf && spfResult && envelope.clientAddress !== undefined ? [receivedSpfField(spfResult, { ip: envelope.clientAddress, helo: envelope.helo ?? '' }, settings.hostname)] : []),
+          ...(settings.xDkimAuthenticationResults && dkimResult ? [`X-DKIM-Authentication-Results: ${dkimproxyResult(dkimResult)}\r\n`] : []),
+        ];
+        const verdict = decideVerdict(results, settings);
+        const refusal = verdict.action === 'accept' ? undefined : verdictReply(verdict);
         return {
-          prepend: Buffer.from(authenticationResults, 'latin1'),
+          prepend: Buffer.from(authenticationResults + extra.join(''), 'latin1'),
           headerBlock,
-          report: { ...results, forgedRemoved: stripped.removed, authenticationResults },
+          report: { ...results, forgedRemoved: stripped.removed, authenticationResults, verdict },
+          ...(refusal ? { refusal } : {}),
         };
       },
     };
   }
 
   logFields(report: InboundReport): Record<string, unknown> {
+    const { dkim, spf, dmarc } = report;
     return {
-      results: report.dkim.outcomes.map((o) => {
-        const v = viewOutcome(o);
-        const entry: Record<string, string | undefined> = { result: v.result, d: v.sig.d, s: v.sig.s, a: v.sig.a };
-        if (v.reason !== undefined) entry['reason'] = v.reason;
-        return entry;
-      }),
-      ...(report.dkim.skipped > 0 ? { signaturesNotChecked: report.dkim.skipped } : {}),
+      ...(dkim
+        ? {
+            results: dkim.outcomes.map((o) => {
+              const v = viewOutcome(o);
+              const entry: Record<string, string | undefined> = { result: v.result, d: v.sig.d, s: v.sig.s, a: v.sig.a };
+              if (v.reason !== undefined) entry['reason'] = v.reason;
+              return entry;
+            }),
+          }
+        : {}),
+      ...(dkim && dkim.skipped > 0 ? { signaturesNotChecked: dkim.skipped } : {}),
+      ...(spf ? { spf: { result: spf.result, identity: spf.identity, sender: spf.sender, reason: spf.reason } } : {}),
+      ...(dmarc ? { dmarc: { result: dmarc.result, domain: dmarc.domain, policy: dmarc.policy, disposition: dmarc.disposition, reason: dmarc.reason } } : {}),
+      ...(report.verdict.action !== 'accept' ? { verdict: report.verdict.action, verdictReason: report.verdict.reason } : {}),
       ...(report.forgedRemoved > 0 ? { forgedResultsRemoved: report.forgedRemoved } : {}),
     };
   }

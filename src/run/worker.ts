@@ -10,6 +10,7 @@ import type { KeyMaterial } from '../config/load.js';
 import type { LiveConfig } from '../config/live.js';
 import type { HostPort, ProxyConfig } from '../config/types.js';
 import { cachedLookup } from '../dns/cache.js';
+import { delegatingWire, wireFor } from '../dns/wire-cache.js';
 import { createKeyLookup, type KeyLookup } from '../dns/resolver.js';
 import { createProcessMetrics, createProxyMetrics, exposition, NO_METRICS, Registry, serveToPrimary, type ProxyMetrics } from '../ops/metrics.js';
 import { createProxy, type ProxyServer } from '../smtp/proxy.js';
@@ -38,10 +39,12 @@ export async function runWorker(live: LiveConfig, log: Logger, file: string): Pr
   const processMetrics = supervised ? undefined : createProcessMetrics(registry);
   processMetrics?.workers(1);
   let lookup = lookupFor(live.config, metrics);
+  let wire = wireFor(live.config.dns, (event) => metrics.policyDnsCache(event));
   live.onChange((config) => {
     lookup = lookupFor(config, metrics);
+    wire = wireFor(config.dns, (event) => metrics.policyDnsCache(event));
   });
-  const deps = { config: () => live.config, lookup: (name: string) => lookup(name), log, metrics };
+  const deps = { config: () => live.config, lookup: (name: string) => lookup(name), dns: delegatingWire(() => wire), log, metrics };
 
   const proxies: ProxyServer[] = [];
   const listening = new Set<ListenerKind>();

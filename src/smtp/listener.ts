@@ -39,6 +39,26 @@ interface Guarded {
   since: number;
 }
 
+/**
+ * XFORWARD HELO=[UNAVAILABLE] (Postfix sends it for a client that gave no
+ * HELO) makes smtp-server forget this session's own EHLO, and then refuse
+ * MAIL with "send HELO/EHLO first": a transaction lost for a name we only
+ * needed for SPF. The session keeps its EHLO name; the forwarded one stays
+ * unavailable in the XFORWARD attributes, where the proxy reads it.
+ */
+export function keepHeloAcrossXforward(conn: Connection): void {
+  const c = conn as unknown as { hostNameAppearsAs: string | false; handler_XFORWARD?: (command: Buffer, callback: () => void) => void };
+  const handler = c.handler_XFORWARD;
+  if (typeof handler !== 'function') return;
+  c.handler_XFORWARD = (command, callback) => {
+    const before = c.hostNameAppearsAs;
+    handler.call(conn, command, () => {
+      if (!c.hostNameAppearsAs && before) c.hostNameAppearsAs = before;
+      callback();
+    });
+  };
+}
+
 export class GuardedServer extends SMTPServer {
   private readonly limits: () => GuardLimits;
   private readonly perAddress = new Map<string, number>();
@@ -92,6 +112,8 @@ export class GuardedServer extends SMTPServer {
       g.owes = code === 354 ? 'DATA' : 'command';
       g.since = Date.now();
     };
+
+    keepHeloAcrossXforward(conn);
 
     const limits = this.limits();
     // Over max_connections as a whole, smtp-server refuses it itself.

@@ -15,6 +15,8 @@ import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 
 import type { Logger } from 'pino';
 import type { ListenerConfig, ProxyConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
+import type { WireResolver } from '../dns/wire.js';
+import { wireFor } from '../dns/wire-cache.js';
 import { messageLogger } from '../ops/log.js';
 import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
 import type { Envelope, MessageProcessor } from '../pipeline/message.js';
@@ -31,6 +33,8 @@ export interface ProxyDeps {
   /** The config in force; read at each transaction, so a reload applies to the next one. */
   readonly config: () => ProxyConfig;
   readonly lookup: KeyLookup;
+  /** SPF and DMARC lookups (`in`); default: a cached wire resolver from [dns] as it was at start. */
+  readonly dns?: WireResolver;
   readonly log: Logger;
   readonly now?: () => number;
   readonly metrics?: ProxyMetrics;
@@ -45,6 +49,8 @@ interface SessionState {
   accepted: string[];
   /** A DATA transaction is being received or relayed. */
   busy: boolean;
+  /** What the processor started once the envelope was known, for this transaction's message. */
+  early: unknown;
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -117,7 +123,9 @@ function envelopeOf(session: SMTPServerSession): Envelope {
   const helo = xf.get('HELO');
   return {
     clientAddress: addr !== undefined && addr !== '[UNAVAILABLE]' ? addr.replace(/^IPV6:/i, '') : session.remoteAddress,
-    helo: helo !== undefined && helo !== '[UNAVAILABLE]' ? helo : session.hostNameAppearsAs || undefined,
+    ...(addr === '[UNAVAILABLE]' ? { clientAddressUnavailable: true } : {}),
+    // The original client's HELO: XFORWARD's when it sent one ([UNAVAILABLE]: none), else this session's own.
+    helo: helo !== undefined ? (helo !== '[UNAVAILABLE]' ? helo : undefined) : session.hostNameAppearsAs || undefined,
     mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
     rcptTo: session.envelope.rcptTo.map((r) => r.address),
   };
@@ -143,11 +151,12 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
     if (!l) throw new Error('no [in] listener configured');
     return l;
   };
-  const processor = new VerifyingProcessor({ settings, lookup: deps.lookup, now, ...(deps.metrics ? { metrics: deps.metrics } : {}) });
+  const dns = deps.dns ?? wireFor(deps.config().dns, deps.metrics ? (event) => deps.metrics!.policyDnsCache(event) : undefined);
+  const processor = new VerifyingProcessor({ settings, lookup: deps.lookup, dns, now, ...(deps.metrics ? { metrics: deps.metrics } : {}) });
   return proxyWith(kind, deps, processor, (delta) => (active += delta));
 }
 
-function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProcessor<R>, countActive: (delta: 1 | -1) => void): ProxyServer {
+function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProcessor<R, E>, countActive: (delta: 1 | -1) => void): ProxyServer {
   const initial = listenerOf(deps.config(), kind);
   const sessions = new Map<string, SessionState>();
   const metrics = deps.metrics ?? NO_METRICS;
@@ -242,7 +251,7 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
           callback(replies.accessDenied(session.remoteAddress, kind === 'out' ? 'signing' : 'verifying'));
           return;
         }
-        sessions.set(session.id, { hop: undefined, open: false, sender: undefined, accepted: [], busy: false });
+        sessions.set(session.id, { hop: undefined, open: false, sender: undefined, accepted: [], busy: false, early: undefined });
         callback();
       },
 
@@ -255,6 +264,7 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
             const s = state(session);
             s.sender = address;
             s.accepted = [];
+            s.early = undefined;
           },
           callback,
           'MAIL',
@@ -348,6 +358,8 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
     if (!opened.rcpt) throw new RelayError('protocol', 'next hop gave no reply to RCPT');
     if (!isPositive(opened.rcpt)) throw fromReply(opened.rcpt);
     s.accepted.push(address.address);
+    // The envelope is known: SPF (in) can ask DNS while the client sends the rest.
+    s.early = processor.early?.(envelopeOf(session));
   }
 
   /** Closes the next hop's half-open transaction after a message that is not relayed. */
@@ -362,6 +374,9 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
     const l = listenerOf(deps.config(), kind);
     const s = state(session);
     const envelope = envelopeOf(session);
+    // Started at the first RCPT of this transaction; the next one starts its own.
+    const early = s.early as E | undefined;
+    s.early = undefined;
     const logBase = { kind, cid: session.id, client: session.remoteAddress, from: envelope.mailFrom, rcpt: envelope.rcptTo };
 
     const received = await receive(stream, {
@@ -370,7 +385,7 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
       maxMessageBytes: l.maxMessageBytes,
       spoolThresholdBytes: l.spoolThresholdBytes,
       ...(l.spoolDir !== undefined ? { spoolDir: l.spoolDir } : {}),
-      onHeaders: (head) => processor.start(head, envelope),
+      onHeaders: (head) => processor.start(head, envelope, early),
     }).catch(async (err: unknown) => {
       await abandon(s);
       throw err;
@@ -396,6 +411,11 @@ function proxyWith<R>(kind: ProxyKind, deps: ProxyDeps, processor: MessageProces
     try {
       const processed = await received.handler.finish();
       logFields = { ...idField, ...processor.logFields(processed.report) };
+      if (processed.refusal) {
+        await abandon(s);
+        messageLog.info({ ...logBase, ...logFields, bytes: received.bytes, refused: processed.refusal.text }, 'message refused');
+        throw processed.refusal;
+      }
       const hop = s.hop;
       if (!hop || hop.broken) throw replies.hopLost('before DATA');
       const body = await received.spool.reader();

@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.js';
 import type { ProxyConfig } from '../../src/config/types.js';
 import { createKeyLookup } from '../../src/dns/resolver.js';
+import { wireFor } from '../../src/dns/wire-cache.js';
 import { createProxy, type ProxyKind, type ProxyServer } from '../../src/smtp/proxy.js';
 import { NextHop, type Reply } from '../../src/relay/client.js';
 import { makeConfigDir, type ConfigDir } from './config-dir.js';
@@ -30,7 +31,8 @@ export async function startProxy(kind: ProxyKind, toml: string, keys: Parameters
     },
   });
   const log = pino({ level: 'info' }, sinkStream);
-  const proxy = createProxy(kind, { config: () => r.config, lookup: createKeyLookup({ servers: dnsServers.length ? dnsServers : r.config.dns.servers, timeoutMs: r.config.dns.timeoutMs }), log });
+  const servers = dnsServers.length ? dnsServers : r.config.dns.servers;
+  const proxy = createProxy(kind, { config: () => r.config, lookup: createKeyLookup({ servers, timeoutMs: r.config.dns.timeoutMs }), dns: wireFor({ ...r.config.dns, servers }), log });
   const at = await proxy.listen();
   return {
     port: at.port,

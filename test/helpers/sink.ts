@@ -4,6 +4,7 @@
  * refuse DATA, drop the connection mid-DATA).
  */
 import { startRawHop } from './raw-hop.js';
+import { keepHeloAcrossXforward } from '../../src/smtp/listener.js';
 import { SMTPServer } from 'smtp-server';
 
 export interface Captured {
@@ -41,9 +42,19 @@ function refusal(code: number, text: string): Error {
   return Object.assign(new Error(text), { responseCode: code });
 }
 
+/** As Postfix does, a session keeps its EHLO name when XFORWARD says HELO=[UNAVAILABLE] (smtp-server alone would then refuse MAIL). */
+class PostfixLikeServer extends SMTPServer {
+  override connect(...args: Parameters<SMTPServer['connect']>): void {
+    super.connect(...args);
+    let last;
+    for (const c of this.connections) last = c;
+    if (last) keepHeloAcrossXforward(last);
+  }
+}
+
 export async function startSink(behaviour: SinkBehaviour = {}, tls?: { key: Buffer; cert: Buffer }): Promise<Sink> {
   const sink: Sink = { port: 0, messages: [], dataStarted: 0, behaviour, stop: async () => {} };
-  const server = new SMTPServer({
+  const server = new PostfixLikeServer({
     authOptional: true,
     disabledCommands: tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
     ...(tls ?? {}),
