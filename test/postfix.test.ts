@@ -9,11 +9,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { verifyMessage } from '../src/dkim/index.js';
+import { parsePrivateKey, signMessage, verifyMessage } from '../src/dkim/index.js';
 import { createKeyLookup } from '../src/dns/resolver.js';
 import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
 import { startDaemon, type Daemon } from './helpers/daemon.js';
@@ -26,6 +26,11 @@ import { eventually } from './helpers/eventually.js';
 
 const run = promisify(execFile);
 const skip = postfixUnavailable();
+
+/** Three From domains under example.com, one per DMARC policy; their SPF records allow 127.0.0.2 only. */
+const POLICIES = ['none', 'quarantine', 'reject'] as const;
+const policyDomain = (p: (typeof POLICIES)[number]): string => `p-${p}.example.com`;
+const DMARC_ZONE = new Map<string, string[]>(POLICIES.flatMap((p) => [[policyDomain(p), ['v=spf1 ip4:127.0.0.2 -all']] as [string, string[]], [`_dmarc.${policyDomain(p)}`, [`v=DMARC1; p=${p}`]] as [string, string[]]]));
 
 /** Submits with swaks; returns Postfix's queue id from its 250 reply. */
 async function swaks(port: number, from: string, to: string, args: string[]): Promise<string> {
@@ -65,7 +70,7 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     const spool = join(config.dir, 'spool');
     mkdirSync(spool, { mode: 0o700 });
     const toml = substitute(withPorts, new Map([['/var/spool/dkim-proxy', spool]]));
-    dns = await startDnsmasq(config.records, ['example.com', 'example.net']);
+    dns = await startDnsmasq(new Map([...config.records, ...DMARC_ZONE]), ['example.com', 'example.net']);
     writeFileSync(config.file, `${toml}\n[dns]\nservers = ["${dns.server}"]\ntimeout_ms = 2000\n\n[log]\nlevel = "info"\n`);
 
     const masterCf = substitute(
@@ -128,6 +133,66 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     assert.match(results[0]!, /^Authentication-Results: mx\.example\.com;\r\n\tspf=none \(no SPF record at example\.net\) smtp\.mailfrom=bob@example\.net;\r\n\tdkim=pass header\.d=example\.com header\.i=@example\.com header\.s=s2026 header\.a=rsa-sha256 header\.b=[^;]+;\r\n\tdmarc=none \(no DMARC record at _dmarc\.example\.com\) header\.from=example\.com$/);
     const verified = await daemon.waitFor((l) => l['msg'] === 'message relayed' && l['kind'] === 'in');
     assert.equal(verified['forgedResultsRemoved'], 1);
+  });
+
+  it('decides on SPF and DMARC for the client Postfix names: each policy, client inside and outside SPF, with and without aligned DKIM; reject_fail refuses at the sending client', async () => {
+    const key = parsePrivateKey(readFileSync(join(config.dir, 'keys', 'example.com', 's2026.key')));
+    if (!key.ok) throw new Error(key.message);
+    let n = 0;
+    /** Sends one message from `client` (a loopback address of its own, so XFORWARD names it); swaks's whole dialogue back. */
+    const inbound = async (domain: string, client: string, signed: boolean): Promise<{ subject: string; dialogue: string }> => {
+      const subject = `dmarc case ${n++}`;
+      const text = Buffer.from([`From: Carol <carol@${domain}>`, 'To: alice@example.com', `Subject: ${subject}`, `Message-ID: <case-${n}@${domain}>`, 'Date: Tue, 01 Dec 2026 10:00:00 +0000', '', 'A case for DMARC.', ''].join('\r\n'), 'latin1');
+      const signature = signed ? signMessage(text, [{ domain: 'example.com', selector: 's2026', key: key.key, algorithm: 'rsa-sha256', canonicalization: { header: 'relaxed', body: 'relaxed' } }], Math.floor(Date.now() / 1000)).join('') : '';
+      const file = join(postfix.dir, `dmarc-${n}.eml`);
+      writeFileSync(file, Buffer.concat([Buffer.from(signature, 'latin1'), text]));
+      const args = ['--server', `127.0.0.1:${ports.get('smtp')!}`, '--local-interface', client, '--from', `bounce@${domain}`, '--to', 'alice@example.com', '--helo', `mail.${domain}`, '--data', file];
+      const dialogue = await run('swaks', args, { timeout: 30_000 }).then((r) => r.stdout, (err: { stdout?: string }) => err.stdout ?? String(err));
+      return { subject, dialogue };
+    };
+    const resultsOf = async (subject: string): Promise<string> => {
+      const delivered = await eventually(`"${subject}" in alice's mailbox`, () => mboxMessage(postfix.mailbox('alice@example.com'), subject), { timeoutMs: 30_000, everyMs: 50, detail: logTail });
+      const fields = delivered.toString('latin1').match(/^Authentication-Results:.*(?:\r\n[ \t].*)*/gm) ?? [];
+      assert.equal(fields.length, 1);
+      return fields[0]!.replace(/\r\n\t/g, ' ');
+    };
+
+    // reject_fail off (the README's default): every case is delivered with the verdict in its header.
+    for (const policy of POLICIES) {
+      const d = policyDomain(policy);
+      for (const client of ['127.0.0.2', '127.0.0.3']) {
+        for (const signed of [true, false]) {
+          const { subject } = await inbound(d, client, signed);
+          const spf = client === '127.0.0.2' ? 'pass' : 'fail';
+          const pass = spf === 'pass' || signed;
+          const ar = await resultsOf(subject);
+          assert.match(ar, new RegExp(`; spf=${spf} \\(${d.replace(/\./g, '\\.')}: matched [^)]+\\) smtp\\.mailfrom=bounce@${d.replace(/\./g, '\\.')}; dkim=${signed ? 'pass header\\.d=example\\.com' : 'none'}`), ar);
+          assert.match(ar, new RegExp(`; dmarc=${pass ? 'pass' : 'fail'} \\(p=${policy} dis=${pass ? 'none' : policy}\\) header\\.from=${d.replace(/\./g, '\\.')}$`), ar);
+        }
+      }
+    }
+
+    // reject_fail on, by SIGHUP: the sending client gets the 550; what passes DMARC, or fails under another policy, is still delivered.
+    writeFileSync(config.file, readFileSync(config.file, 'utf8').replace('[in]\n', '[in]\nreject_fail = true\n'));
+    const before = daemon.lines.length;
+    daemon.child.kill('SIGHUP');
+    const workers = Number((await daemon.waitFor((l) => l['msg'] === 'reload passed on to the workers' || l['msg'] === 'configuration and keys reloaded'))['workers'] ?? 1);
+    await eventually('every worker reloaded', () => daemon.lines.slice(before).filter((l) => l['msg'] === 'configuration and keys reloaded').length >= workers, { timeoutMs: 10_000, everyMs: 20 });
+    const refused = await inbound(policyDomain('reject'), '127.0.0.3', false);
+    assert.match(refused.dialogue, /<\*\* +550 5\.7\.1 Refused: DMARC policy of p-reject\.example\.com is reject/, refused.dialogue);
+    const line = await daemon.waitFor((l) => l['msg'] === 'message refused' && l['verdict'] === 'reject');
+    assert.match(String(line['verdictReason']), /no relaxedly aligned DKIM pass/);
+    for (const [policy, client, signed] of [['reject', '127.0.0.2', false], ['reject', '127.0.0.3', true], ['quarantine', '127.0.0.3', false]] as const) {
+      const { subject } = await inbound(policyDomain(policy), client, signed);
+      assert.match(await resultsOf(subject), new RegExp(`dmarc=${policy === 'quarantine' ? 'fail' : 'pass'} \\(p=${policy} dis=${policy === 'quarantine' ? 'quarantine' : 'none'}\\)`));
+    }
+    assert.equal(mboxMessage(postfix.mailbox('alice@example.com'), refused.subject), undefined, 'the refused message was not delivered');
+
+    // Counted: the refused sender in dmarc_results, SPF results per message.
+    const metrics = await (await fetch(`http://127.0.0.1:${ports.get('metrics')!}/metrics`)).text();
+    const count = (series: string): number => Number(new RegExp(`^${series.replace(/[{}."]/g, '\\$&')} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
+    assert.equal(count('dkim_proxy_dmarc_results{result="fail",policy="reject",disposition="reject"}'), 2, metrics);
+    assert.equal(count('dkim_proxy_spf_results{result="fail"}'), 9, metrics);
   });
 
   it('keeps submitted mail deferred in Postfix\'s queue while dkim-proxy is down, and delivers it once it is back', async () => {
