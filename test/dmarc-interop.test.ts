@@ -22,6 +22,7 @@ import { createKeyLookup } from '../src/dns/resolver.js';
 import { createWireResolver } from '../src/dns/wire.js';
 import { processMessage } from '../src/pipeline/offline.js';
 import { VerifyingProcessor, type InboundReport, type VerifySettings } from '../src/pipeline/verify.js';
+import { cli } from './helpers/cli.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { startWireDns, type WireDnsServer, type ZoneRecord } from './helpers/wire-dns-server.js';
 
@@ -233,5 +234,39 @@ describe('DMARC against authheaders and mailauth', () => {
       assert.match(blocks[k]!, /header\.from=/, 'header.from is read as a property');
       assert.match(blocks[k]!, /smtp\.mailfrom=bounce@/, 'smtp.mailfrom is read as a property');
     });
+  });
+});
+
+describe('dkim-proxy verify --client-ip', () => {
+  const find = (from: string, signature: Signature, mailFrom: string, ip: string): Case => cases.find((c) => c.from.name === from && c.signature === signature && c.mailFrom === mailFrom && c.ip === ip)!;
+
+  it('runs SPF and DMARC too, prints the header in would add, and adds spf and dmarc to --json', async () => {
+    const c = find('alpha.com', 'none', 'bounce@alpha.com', '198.51.100.7');
+    const r = await cli(['verify', '--dns-server', dns.server, '--client-ip', c.ip, '--mail-from', c.mailFrom, '--helo', 'client.example.net', '--authserv-id', 'mx.test', '--json', c.file]);
+    assert.equal(r.code, 1, r.stderr);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.deepEqual(out['spf'], { result: 'fail', domain: 'alpha.com', identity: 'mailfrom', mechanism: '-all', explanation: null, reason: 'alpha.com: matched -all' });
+    const dmarc = out['dmarc'] as Record<string, unknown>;
+    assert.deepEqual({ result: dmarc['result'], policy: dmarc['policy'], disposition: dmarc['disposition'], domain: dmarc['domain'], aligned: dmarc['aligned'] }, { result: 'fail', policy: 'reject', disposition: 'reject', domain: 'alpha.com', aligned: { dkim: false, spf: false } });
+    assert.equal(out['authenticationResults'], 'Authentication-Results: mx.test; spf=fail (alpha.com: matched -all) smtp.mailfrom=bounce@alpha.com; dkim=none; dmarc=fail (p=reject dis=reject) header.from=alpha.com');
+
+    const pass = find('mail.alpha.com', 'related', 'bounce@other.net', '203.0.113.1');
+    const text = await cli(['verify', '--dns-server', dns.server, '--client-ip', pass.ip, '--mail-from', pass.mailFrom, '--helo', 'client.example.net', pass.file]);
+    assert.equal(text.code, 0, text.stdout + text.stderr);
+    assert.match(text.stdout, /^fail +spf mailfrom=bounce@other\.net: other\.net: matched -all\n/);
+    assert.match(text.stdout, /\npass +dmarc mail\.alpha\.com p=quarantine dis=none: aligned DKIM d=alpha\.com\n/);
+    assert.match(text.stdout, /\tdmarc=pass \(p=quarantine dis=none\) header\.from=mail\.alpha\.com\n$/);
+  });
+
+  it('without --client-ip it checks DKIM alone, as before; --mail-from alone is a usage error', async () => {
+    const c = find('alpha.com', 'from', 'bounce@alpha.com', '192.0.2.10');
+    const r = await cli(['verify', '--dns-server', dns.server, '--json', c.file]);
+    assert.equal(r.code, 0);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.equal(out['spf'], undefined);
+    assert.equal(out['dmarc'], undefined);
+    const usage = await cli(['verify', '--mail-from', 'a@alpha.com', c.file]);
+    assert.equal(usage.code, 64);
+    assert.match(usage.stderr, /give --client-ip too/);
   });
 });
