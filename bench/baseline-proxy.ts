@@ -15,8 +15,12 @@
  *   baseline, kept beside the issue's.
  *
  * Prints its port.
- * Usage: node baseline-proxy.js none|mailauth nodemailer|ours RELAY_PORT [KEY_FILE]
+ * `authenticate`: mailauth's authenticate() (SPF, DKIM, DMARC, ARC) on each
+ * message, its headers prepended, DNS from BENCH_DNS (host:port) as `in`'s.
+ *
+ * Usage: node baseline-proxy.js none|mailauth|authenticate nodemailer|ours RELAY_PORT [KEY_FILE]
  */
+import { Resolver } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import nodemailer from 'nodemailer';
@@ -24,8 +28,12 @@ import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { NextHop } from '../src/relay/client.js';
 
 type MailauthSign = (input: Buffer, options: unknown) => Promise<{ signatures: string; errors: unknown[] }>;
+type MailauthAuthenticate = (input: Buffer, options: unknown) => Promise<{ headers: string }>;
 const require = createRequire(import.meta.url);
 const { dkimSign } = require('mailauth/lib/dkim/sign') as { dkimSign: MailauthSign };
+const { authenticate } = require('mailauth') as { authenticate: MailauthAuthenticate };
+const benchResolver = new Resolver({ timeout: 5000, tries: 1 });
+if (process.env['BENCH_DNS']) benchResolver.setServers([process.env['BENCH_DNS']]);
 
 const [mode = 'none', client = 'nodemailer', relayPort = '0', keyFile] = process.argv.slice(2);
 const privateKey = mode === 'mailauth' ? readFileSync(keyFile!, 'utf8') : '';
@@ -61,7 +69,17 @@ function ourRelay(): Relay {
   };
 }
 
-async function signed(message: Buffer): Promise<Buffer[]> {
+async function signed(message: Buffer, session: SMTPServerSession): Promise<Buffer[]> {
+  if (mode === 'authenticate') {
+    const { headers } = await authenticate(message, {
+      ip: session.remoteAddress,
+      helo: session.hostNameAppearsAs,
+      sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+      mta: 'bench.test',
+      resolver: (name: string, type: string) => benchResolver.resolve(name, type),
+    });
+    return [Buffer.from(headers, 'latin1'), message];
+  }
   if (mode !== 'mailauth') return [message];
   // signTime given: mailauth 4.x otherwise sometimes signs a t= other than the one it states.
   const result = await dkimSign(message, {
@@ -80,7 +98,7 @@ const server = new SMTPServer({
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => {
-      signed(Buffer.concat(chunks))
+      signed(Buffer.concat(chunks), session)
         .then((message) => relay(session, message))
         .then(
           () => callback(null, 'Ok'),
