@@ -21,6 +21,7 @@ import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { cli } from './helpers/cli.js';
 import { mailDkimVerify } from './helpers/peers.js';
 import { freeTcpPorts } from './helpers/ports.js';
+import { startOpenDmarc, type OpenDmarc } from './helpers/opendmarc.js';
 import { mboxMessage, postfixUnavailable, readmeBlock, startPostfix, substitute, type Postfix } from './helpers/postfix.js';
 import { eventually } from './helpers/eventually.js';
 
@@ -30,6 +31,8 @@ const skip = postfixUnavailable();
 /** Three From domains under example.com, one per DMARC policy; their SPF records allow 127.0.0.2 only. */
 const POLICIES = ['none', 'quarantine', 'reject'] as const;
 const policyDomain = (p: (typeof POLICIES)[number]): string => `p-${p}.example.com`;
+/** OpenDMARC asks port 53 of the address in its resolv.conf: one of loopback's own, away from any system resolver. */
+const OPENDMARC_DNS = '127.0.0.77';
 const DMARC_ZONE = new Map<string, string[]>(POLICIES.flatMap((p) => [[policyDomain(p), ['v=spf1 ip4:127.0.0.2 -all']] as [string, string[]], [`_dmarc.${policyDomain(p)}`, [`v=DMARC1; p=${p}`]] as [string, string[]]]));
 
 /** Submits with swaks; returns Postfix's queue id from its 250 reply. */
@@ -43,6 +46,8 @@ async function swaks(port: number, from: string, to: string, args: string[]): Pr
 
 describe('Postfix, both directions, with the README configuration', { skip }, () => {
   let dns: TestDns;
+  let opendmarcDns: TestDns;
+  let opendmarc: OpenDmarc;
   let postfix: Postfix;
   let config: ConfigDir;
   let daemon: Daemon;
@@ -57,7 +62,7 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
   };
 
   before(async () => {
-    const names = ['submission', 'smtp', '10025', '10026', '10027', '10028', 'metrics'];
+    const names = ['submission', 'smtp', '10025', '10026', '10027', '10028', 'metrics', 'milter'];
     const free = await freeTcpPorts(names.length);
     names.forEach((name, k) => ports.set(name, free[k]!));
     const p = (name: string): number => ports.get(name)!;
@@ -71,6 +76,9 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     mkdirSync(spool, { mode: 0o700 });
     const toml = substitute(withPorts, new Map([['/var/spool/dkim-proxy', spool]]));
     dns = await startDnsmasq(new Map([...config.records, ...DMARC_ZONE]), ['example.com', 'example.net']);
+    // OpenDMARC, a milter on the re-injection smtpd after `in`, trusts our results and asks DNS for the policies itself.
+    opendmarcDns = await startDnsmasq(new Map([...config.records, ...DMARC_ZONE]), ['example.com', 'example.net'], { address: OPENDMARC_DNS, port: 53 });
+    opendmarc = await startOpenDmarc({ port: p('milter'), dnsAddress: OPENDMARC_DNS, trustedAuthservId: 'mx.example.com', authservId: 'opendmarc.test' });
     writeFileSync(config.file, `${toml}\n[dns]\nservers = ["${dns.server}"]\ntimeout_ms = 2000\n\n[log]\nlevel = "info"\n`);
 
     const masterCf = substitute(
@@ -78,6 +86,7 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
       new Map<string | RegExp, string>([
         [/^submission inet/m, `127.0.0.1:${p('submission')} inet`],
         [/^smtp      inet/m, `127.0.0.1:${p('smtp')} inet`],
+        ['  -o syslog_name=postfix/dkverify-return\n', `  -o syslog_name=postfix/dkverify-return\n  -o smtpd_milters=inet:127.0.0.1:${p('milter')}\n`],
         ...relayPorts,
       ]),
     );
@@ -88,10 +97,12 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
   after(async () => {
     await daemon?.stop();
     await postfix?.stop();
+    await opendmarc?.stop();
+    await opendmarcDns?.stop();
     await dns?.stop();
   });
 
-  const logTail = (): string => `Postfix log:\n${postfix.maillog()}\ndkim-proxy log:\n${daemon.lines.map((l) => JSON.stringify(l)).join('\n')}`;
+  const logTail = (): string => `Postfix log:\n${postfix.maillog()}\ndkim-proxy log:\n${daemon.lines.map((l) => JSON.stringify(l)).join('\n')}\nOpenDMARC:\n${opendmarc?.output() ?? ''}`;
 
   it('signs what is submitted: delivered signed, verified by Mail::DKIM and by us, XFORWARD in the log', async () => {
     const subject = 'outbound through Postfix';
@@ -127,10 +138,10 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     await swaks(ports.get('smtp')!, 'bob@example.net', 'alice@example.com', ['--data', file]);
     const delivered = await eventually('the verified message in alice\'s mailbox', () => mboxMessage(postfix.mailbox('alice@example.com'), 'outbound through Postfix'), { timeoutMs: 30_000, everyMs: 50, detail: logTail });
     const text = delivered.toString('latin1');
-    const results = text.match(/^Authentication-Results:.*(?:\r\n[ \t].*)*/gm) ?? [];
+    const results = (text.match(/^Authentication-Results:.*(?:\r\n[ \t].*)*/gm) ?? []).filter((f) => !f.startsWith('Authentication-Results: opendmarc.test'));
     assert.equal(results.length, 1, text);
     // SPF for the client Postfix named in XFORWARD (swaks on 127.0.0.1, MAIL FROM bob@example.net, which publishes no SPF), DKIM, and DMARC for the From domain.
-    assert.match(results[0]!, /^Authentication-Results: mx\.example\.com;\r\n\tspf=none \(no SPF record at example\.net\) smtp\.mailfrom=bob@example\.net;\r\n\tdkim=pass header\.d=example\.com header\.i=@example\.com header\.s=s2026 header\.a=rsa-sha256 header\.b=[^;]+;\r\n\tdmarc=none \(no DMARC record at _dmarc\.example\.com\) header\.from=example\.com$/);
+    assert.match(results[0]!, /^Authentication-Results: mx\.example\.com;\r\n\tspf=none smtp\.mailfrom=bob@example\.net \(no SPF record at example\.net\);\r\n\tdkim=pass header\.d=example\.com header\.i=@example\.com header\.s=s2026 header\.a=rsa-sha256 header\.b=[^;]+;\r\n\tdmarc=none \(no DMARC record at _dmarc\.example\.com\) header\.from=example\.com$/);
     const verified = await daemon.waitFor((l) => l['msg'] === 'message relayed' && l['kind'] === 'in');
     assert.equal(verified['forgedResultsRemoved'], 1);
   });
@@ -139,6 +150,7 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     const key = parsePrivateKey(readFileSync(join(config.dir, 'keys', 'example.com', 's2026.key')));
     if (!key.ok) throw new Error(key.message);
     let n = 0;
+    let openDmarcAgreed = 0;
     /** Sends one message from `client` (a loopback address of its own, so XFORWARD names it); swaks's whole dialogue back. */
     const inbound = async (domain: string, client: string, signed: boolean): Promise<{ subject: string; dialogue: string }> => {
       const subject = `dmarc case ${n++}`;
@@ -150,49 +162,70 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
       const dialogue = await run('swaks', args, { timeout: 30_000 }).then((r) => r.stdout, (err: { stdout?: string }) => err.stdout ?? String(err));
       return { subject, dialogue };
     };
-    const resultsOf = async (subject: string): Promise<string> => {
+    const resultsOf = async (subject: string, compareOpenDmarc: boolean): Promise<string> => {
       const delivered = await eventually(`"${subject}" in alice's mailbox`, () => mboxMessage(postfix.mailbox('alice@example.com'), subject), { timeoutMs: 30_000, everyMs: 50, detail: logTail });
-      const fields = delivered.toString('latin1').match(/^Authentication-Results:.*(?:\r\n[ \t].*)*/gm) ?? [];
-      assert.equal(fields.length, 1);
-      return fields[0]!.replace(/\r\n\t/g, ' ');
+      const fields = (delivered.toString('latin1').match(/^Authentication-Results:.*(?:\r\n[ \t].*)*/gm) ?? []).map((f) => f.replace(/\r\n[ \t]+/g, ' '));
+      const ours = fields.filter((f) => f.startsWith('Authentication-Results: mx.example.com;'));
+      assert.equal(ours.length, 1, fields.join('\n'));
+      // OpenDMARC read our spf= and dkim= as a trusted authserv-id and reached its own verdict: the same as ours.
+      if (compareOpenDmarc) {
+        const theirs = fields.find((f) => f.startsWith('Authentication-Results: opendmarc.test;'));
+        const verdict = (f: string | undefined): string | undefined => (f ? /; dmarc=(\w+ \(p=\w+) /.exec(f)?.[1] : undefined);
+        assert.equal(verdict(theirs), verdict(ours[0]), `OpenDMARC: ${theirs ?? '(no header)'}\nours: ${ours[0]}`);
+        openDmarcAgreed++;
+      }
+      return ours[0]!;
     };
 
-    // reject_fail off (the README's default): every case is delivered with the verdict in its header.
-    for (const policy of POLICIES) {
-      const d = policyDomain(policy);
-      for (const client of ['127.0.0.2', '127.0.0.3']) {
-        for (const signed of [true, false]) {
-          const { subject } = await inbound(d, client, signed);
-          const spf = client === '127.0.0.2' ? 'pass' : 'fail';
-          const pass = spf === 'pass' || signed;
-          const ar = await resultsOf(subject);
-          assert.match(ar, new RegExp(`; spf=${spf} \\(${d.replace(/\./g, '\\.')}: matched [^)]+\\) smtp\\.mailfrom=bounce@${d.replace(/\./g, '\\.')}; dkim=${signed ? 'pass header\\.d=example\\.com' : 'none'}`), ar);
-          assert.match(ar, new RegExp(`; dmarc=${pass ? 'pass' : 'fail'} \\(p=${policy} dis=${pass ? 'none' : policy}\\) header\\.from=${d.replace(/\./g, '\\.')}$`), ar);
+    const esc = (d: string): string => d.replace(/\./g, '\\.');
+    /** All twelve cases; with reject_fail on, the one DMARC fail under p=reject is refused at swaks. */
+    const matrix = async (phase: { readonly rejectFail: boolean; readonly mailfrom: 'address' | 'domain' }): Promise<void> => {
+      for (const policy of POLICIES) {
+        const d = policyDomain(policy);
+        for (const client of ['127.0.0.2', '127.0.0.3']) {
+          for (const signed of [true, false]) {
+            const { subject, dialogue } = await inbound(d, client, signed);
+            const spf = client === '127.0.0.2' ? 'pass' : 'fail';
+            const pass = spf === 'pass' || signed;
+            if (phase.rejectFail && !pass && policy === 'reject') {
+              assert.match(dialogue, /<\*\* +550 5\.7\.1 Refused: DMARC policy of p-reject\.example\.com is reject/, dialogue);
+              const line = await daemon.waitFor((l) => l['msg'] === 'message refused' && l['verdict'] === 'reject');
+              assert.match(String(line['verdictReason']), /no relaxedly aligned DKIM pass/);
+              refusedSubjects.push(subject);
+              continue;
+            }
+            // OpenDMARC is compared where it reads our SPF result: smtp.mailfrom as a domain (see spf_mailfrom).
+            const ar = await resultsOf(subject, phase.mailfrom === 'domain');
+            const mailfrom = phase.mailfrom === 'domain' ? esc(d) : `bounce@${esc(d)}`;
+            assert.match(ar, new RegExp(`; spf=${spf} smtp\\.mailfrom=${mailfrom} \\(${esc(d)}: matched [^)]+\\); dkim=${signed ? 'pass header\\.d=example\\.com' : 'none'}`), ar);
+            assert.match(ar, new RegExp(`; dmarc=${pass ? 'pass' : 'fail'} \\(p=${policy} dis=${pass ? 'none' : policy}\\) header\\.from=${esc(d)}$`), ar);
+          }
         }
       }
-    }
+    };
+    const refusedSubjects: string[] = [];
+    const reload = async (change: string): Promise<void> => {
+      writeFileSync(config.file, readFileSync(config.file, 'utf8').replace('[in]\n', `[in]\n${change}`));
+      const before = daemon.lines.length;
+      daemon.child.kill('SIGHUP');
+      const workers = Number((await daemon.waitFor((l) => l['msg'] === 'reload passed on to the workers' || l['msg'] === 'configuration and keys reloaded'))['workers'] ?? 1);
+      await eventually('every worker reloaded', () => daemon.lines.slice(before).filter((l) => l['msg'] === 'configuration and keys reloaded').length >= workers, { timeoutMs: 10_000, everyMs: 20 });
+    };
 
-    // reject_fail on, by SIGHUP: the sending client gets the 550; what passes DMARC, or fails under another policy, is still delivered.
-    writeFileSync(config.file, readFileSync(config.file, 'utf8').replace('[in]\n', '[in]\nreject_fail = true\n'));
-    const before = daemon.lines.length;
-    daemon.child.kill('SIGHUP');
-    const workers = Number((await daemon.waitFor((l) => l['msg'] === 'reload passed on to the workers' || l['msg'] === 'configuration and keys reloaded'))['workers'] ?? 1);
-    await eventually('every worker reloaded', () => daemon.lines.slice(before).filter((l) => l['msg'] === 'configuration and keys reloaded').length >= workers, { timeoutMs: 10_000, everyMs: 20 });
-    const refused = await inbound(policyDomain('reject'), '127.0.0.3', false);
-    assert.match(refused.dialogue, /<\*\* +550 5\.7\.1 Refused: DMARC policy of p-reject\.example\.com is reject/, refused.dialogue);
-    const line = await daemon.waitFor((l) => l['msg'] === 'message refused' && l['verdict'] === 'reject');
-    assert.match(String(line['verdictReason']), /no relaxedly aligned DKIM pass/);
-    for (const [policy, client, signed] of [['reject', '127.0.0.2', false], ['reject', '127.0.0.3', true], ['quarantine', '127.0.0.3', false]] as const) {
-      const { subject } = await inbound(policyDomain(policy), client, signed);
-      assert.match(await resultsOf(subject), new RegExp(`dmarc=${policy === 'quarantine' ? 'fail' : 'pass'} \\(p=${policy} dis=${policy === 'quarantine' ? 'quarantine' : 'none'}\\)`));
-    }
-    assert.equal(mboxMessage(postfix.mailbox('alice@example.com'), refused.subject), undefined, 'the refused message was not delivered');
+    // The README's configuration (reject_fail off): every case delivered, the verdict in its header.
+    await matrix({ rejectFail: false, mailfrom: 'address' });
+    // reject_fail on by SIGHUP, and smtp.mailfrom as a domain for OpenDMARC: the refused one gets 550, the rest arrive.
+    await reload('reject_fail = true\nspf_mailfrom = "domain"\n');
+    await matrix({ rejectFail: true, mailfrom: 'domain' });
+    assert.equal(refusedSubjects.length, 1);
+    assert.equal(mboxMessage(postfix.mailbox('alice@example.com'), refusedSubjects[0]!), undefined, 'the refused message was not delivered');
+    assert.equal(openDmarcAgreed, 11, 'OpenDMARC reached our verdict on every message it saw');
 
     // Counted: the refused sender in dmarc_results, SPF results per message.
     const metrics = await (await fetch(`http://127.0.0.1:${ports.get('metrics')!}/metrics`)).text();
     const count = (series: string): number => Number(new RegExp(`^${series.replace(/[{}."]/g, '\\$&')} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
     assert.equal(count('dkim_proxy_dmarc_results{result="fail",policy="reject",disposition="reject"}'), 2, metrics);
-    assert.equal(count('dkim_proxy_spf_results{result="fail"}'), 9, metrics);
+    assert.equal(count('dkim_proxy_spf_results{result="fail"}'), 12, metrics);
   });
 
   it('keeps submitted mail deferred in Postfix\'s queue while dkim-proxy is down, and delivers it once it is back', async () => {

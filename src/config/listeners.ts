@@ -16,7 +16,7 @@ const LISTENER_KEYS = [
   'listen', 'relay', 'protocol', 'relay_protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_header_fields',
   'max_connections', 'max_connections_per_client', 'idle_timeout', 'command_timeout', 'data_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls',
 ];
-const IN_KEYS = [...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys', 'checks', 'received_spf', 'reject_fail', 'reject_error', 'x_dkim_authentication_results'];
+const IN_KEYS = [...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys', 'checks', 'received_spf', 'spf_mailfrom', 'reject_fail', 'reject_error', 'x_dkim_authentication_results'];
 const CHECKS = ['dkim', 'spf', 'dmarc'] as const;
 
 /** `host:port` or `[v6]:port`; port 0 (any free port) only where `anyPort`. */
@@ -129,6 +129,7 @@ export function readInListener(v: Validator, raw: Raw): InListenerConfig | undef
     ...r.base,
     checks: Object.freeze(checks),
     receivedSpf: v.bool(r.t, path, 'received_spf') ?? false,
+    spfMailfrom: v.oneOf(r.t, path, 'spf_mailfrom', ['address', 'domain'] as const) ?? 'address',
     rejectFail,
     rejectError: v.bool(r.t, path, 'reject_error') ?? false,
     xDkimAuthenticationResults: v.bool(r.t, path, 'x_dkim_authentication_results') ?? false,

@@ -110,6 +110,10 @@ describe('config loading', () => {
     expectIssue(await load(`${base}checks = ["dmarc"]\n`), 5, 'in.checks', /dmarc needs "dkim" or "spf"/);
     expectIssue(await load(`${base}checks = ["dkim"]\nreject_fail = true\n`), 6, 'in.reject_fail', /add "dmarc" to \[in\] checks/);
     expectIssue(await load(`${base}reject_error = "yes"\n`), 5, 'in.reject_error', /expected true or false, got "yes"/);
+    assert.equal(d.config.in!.spfMailfrom, 'address');
+    const domainForm = await load(`${base}spf_mailfrom = "domain"\n`);
+    assert.ok(domainForm.ok && domainForm.config.in!.spfMailfrom === 'domain');
+    expectIssue(await load(`${base}spf_mailfrom = "local-part"\n`), 5, 'in.spf_mailfrom', /address.*domain/);
     const half = await load(`${base}checks = ["dkim", "dmarc"]\n`);
     assert.ok(half.ok);
     assert.match(half.warnings.map((w) => w.message).join('\n'), /dmarc without spf/);

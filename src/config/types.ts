@@ -105,6 +105,8 @@ export interface InListenerConfig extends ListenerConfig {
   readonly checks: readonly InboundCheck[];
   /** Add a Received-SPF field (RFC 7208 §9.1) beside Authentication-Results. */
   readonly receivedSpf: boolean;
+  /** What smtp.mailfrom holds in our A-R: the address, or its domain (OpenDMARC 1.4 reads only that). */
+  readonly spfMailfrom: 'address' | 'domain';
   /** 550 5.7.1 for a DMARC fail whose disposition (after pct) is reject. */
   readonly rejectFail: boolean;
   /** 451 4.7.x when a temporary DNS error left the verdict undecided. */

@@ -62,7 +62,7 @@ describe('the verifying processor with SPF and DMARC', () => {
   it('one Authentication-Results with spf=, dkim= and dmarc=, in that order', async () => {
     const r = await run(all, sign(SAMPLE), env('192.0.2.10', 'alice@example.com'));
     const ar = r.prepend.toString('latin1');
-    assert.match(ar, /^Authentication-Results: mx\.test;\r\n\tspf=pass \(example\.com: matched ip4:192\.0\.2\.0\/24\) smtp\.mailfrom=alice@example\.com;\r\n\tdkim=pass header\.d=example\.com [^;]+;\r\n\tdmarc=pass \(p=reject dis=none\) header\.from=example\.com\r\n$/);
+    assert.match(ar, /^Authentication-Results: mx\.test;\r\n\tspf=pass smtp\.mailfrom=alice@example\.com \(example\.com: matched ip4:192\.0\.2\.0\/24\);\r\n\tdkim=pass header\.d=example\.com [^;]+;\r\n\tdmarc=pass \(p=reject dis=none\) header\.from=example\.com\r\n$/);
     assert.deepEqual(r.report.verdict, { action: 'accept' });
     assert.equal(r.refusal, undefined);
   });
@@ -70,7 +70,7 @@ describe('the verifying processor with SPF and DMARC', () => {
   it('a null sender is checked as postmaster@HELO (smtp.helo), and DMARC aligns the HELO domain', async () => {
     const r = await run(all, Buffer.from(SAMPLE, 'latin1'), env('192.0.2.10', '', 'example.com'));
     assert.equal(r.report.spf?.identity, 'helo');
-    assert.match(r.report.authenticationResults, /spf=pass \([^)]*\) smtp\.helo=example\.com;/);
+    assert.match(r.report.authenticationResults, /spf=pass smtp\.helo=example\.com \([^)]*\);/);
     assert.equal(r.report.dmarc?.result, 'pass');
     assert.equal(r.report.dmarc?.aligned.spf, 'example.com');
   });
@@ -126,6 +126,11 @@ describe('the verifying processor with SPF and DMARC', () => {
     const text = r.prepend.toString('latin1');
     assert.match(text, /\r\nReceived-SPF: pass \(mx\.test: example\.com: matched ip4:192\.0\.2\.0\/24\)\r\n\tclient-ip=192\.0\.2\.10;\r\n\tenvelope-from=alice@example\.com;\r\n\thelo=mail\.example\.com;\r\n\tmechanism=ip4:192\.0\.2\.0\/24;\r\n\treceiver=mx\.test;\r\n\tidentity=mailfrom;\r\n/);
     assert.match(text, /\r\nX-DKIM-Authentication-Results: pass\r\n$/);
+  });
+
+  it('spf_mailfrom = "domain" writes only the MAIL FROM domain in smtp.mailfrom (what OpenDMARC 1.4 reads)', async () => {
+    const r = await run({ ...all, spfMailfrom: 'domain' }, sign(SAMPLE), env('192.0.2.10', 'alice@example.com'));
+    assert.match(r.report.authenticationResults, /\tspf=pass smtp\.mailfrom=example\.com \(example\.com: matched ip4:192\.0\.2\.0\/24\);/);
   });
 
   it('checks = ["dkim"]: no SPF or DMARC lookups at all', async () => {

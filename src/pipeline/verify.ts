@@ -32,7 +32,7 @@ import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
 import { authorDomain } from '../policy/author.js';
 import { PolicyReply } from '../smtp/replies.js';
 import { checkSpf, type SpfOutcome } from '../spf/evaluate.js';
-import { receivedSpfField, spfResinfo } from '../spf/header.js';
+import { receivedSpfField, spfResinfo, type MailfromForm } from '../spf/header.js';
 import type { Envelope, MessageHead, MessageProcessor, MessageRun } from './message.js';
 
 export interface VerifySettings {
@@ -44,6 +44,8 @@ export interface VerifySettings {
   /** %{r} in SPF explanations, and the receiver of Received-SPF. */
   readonly hostname: string;
   readonly receivedSpf: boolean;
+  /** smtp.mailfrom as the address (default) or its domain (for OpenDMARC 1.4). */
+  readonly spfMailfrom?: MailfromForm;
   readonly rejectFail: boolean;
   readonly rejectError: boolean;
   readonly xDkimAuthenticationResults: boolean;
@@ -255,7 +257,7 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport, Early
         if (spfResult) this.metrics.spf(spfResult.result);
         if (dmarc) this.metrics.dmarc(dmarc.result, dmarc.policy ?? 'none', dmarc.disposition ?? 'none');
         const resinfos = [
-          ...(spfResult ? [spfResinfo(spfResult)] : []),
+          ...(spfResult ? [spfResinfo(spfResult, settings.spfMailfrom)] : []),
           ...(dkimResult ? dkimResinfos(dkimResult.outcomes) : []),
           ...(dmarc ? [dmarcResinfo(dmarc)] : []),
         ];

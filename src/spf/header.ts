@@ -12,10 +12,17 @@ export interface SpfClient {
   readonly helo: string;
 }
 
-/** `spf=<result> (<reason>) smtp.mailfrom=<address>` or `... smtp.helo=<name>`. */
-export function spfResinfo(o: SpfOutcome): string {
-  const property = o.identity === 'mailfrom' ? `smtp.mailfrom=${addressPvalue(o.sender)}` : `smtp.helo=${pvalue(o.sender.slice(o.sender.indexOf('@') + 1))}`;
-  return `spf=${o.result} (${commentText(o.reason)}) ${property}`;
+/** What `smtp.mailfrom` holds: the MAIL FROM address, or only its domain. */
+export type MailfromForm = 'address' | 'domain';
+
+/**
+ * `spf=<result> smtp.mailfrom=<address> (<reason>)`, or `smtp.helo=<name>`.
+ * `domain` writes only MAIL FROM's domain there: OpenDMARC 1.4 (Debian 12's)
+ * ignores a trusted SPF pass whose smtp.mailfrom has a local part.
+ */
+export function spfResinfo(o: SpfOutcome, form: MailfromForm = 'address'): string {
+  const property = o.identity === 'mailfrom' ? `smtp.mailfrom=${form === 'domain' ? pvalue(o.domain) : addressPvalue(o.sender)}` : `smtp.helo=${pvalue(o.sender.slice(o.sender.indexOf('@') + 1))}`;
+  return `spf=${o.result} ${property} (${commentText(o.reason)})`;
 }
 
 /** §9.1's key-value pairs: values are dot-atoms or quoted strings. */

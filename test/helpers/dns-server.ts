@@ -31,7 +31,8 @@ async function freeUdpPort(): Promise<number> {
 
 const quote = (s: string): string => `"${s.replace(/["\\]/g, (c) => `\\${c}`)}"`;
 
-export async function startDnsmasq(records: ReadonlyMap<string, readonly string[]>, localDomains: readonly string[]): Promise<TestDns> {
+/** `at`: a fixed address and port instead of 127.0.0.1 and a free port (for a peer that can only ask port 53). */
+export async function startDnsmasq(records: ReadonlyMap<string, readonly string[]>, localDomains: readonly string[], at?: { readonly address: string; readonly port: number }): Promise<TestDns> {
   const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-dns-'));
   const lines: string[] = [];
   for (const [name, values] of records) for (const v of values) lines.push(`txt-record=${name},${splitTxt(v).map(quote).join(',')}`);
@@ -43,20 +44,21 @@ export async function startDnsmasq(records: ReadonlyMap<string, readonly string[
   try {
     // A port can be taken between probing and binding; try a few.
     for (let attempt = 0; attempt < 5; attempt++) {
-      const port = await freeUdpPort();
+      const port = at?.port ?? (await freeUdpPort());
+      const address = at?.address ?? '127.0.0.1';
       const child = spawn(
         'dnsmasq',
-        ['--keep-in-foreground', '--no-resolv', '--no-hosts', '--no-poll', '--listen-address=127.0.0.1', '--bind-interfaces', `--port=${port}`, `--conf-file=${conf}`, '--user=root', '--pid-file=', '--cache-size=0', '--log-facility=-'],
+        ['--keep-in-foreground', '--no-resolv', '--no-hosts', '--no-poll', `--listen-address=${address}`, '--bind-interfaces', `--port=${port}`, `--conf-file=${conf}`, '--user=root', '--pid-file=', '--cache-size=0', '--log-facility=-'],
         { stdio: ['ignore', 'ignore', 'pipe'] },
       );
       let stderr = '';
       // Not installed: an 'error' event, which unheard would be an uncaught exception after the test.
       child.on('error', (err) => (stderr += `${err.message} (Debian: apt-get install dnsmasq-base)`));
       child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-      if (await ready(child, port)) {
+      if (await ready(child, address, port)) {
         return {
           port,
-          server: `127.0.0.1:${port}`,
+          server: `${address}:${port}`,
           async stop() {
             await stopChild(child);
             rmSync(dir, { recursive: true, force: true });
@@ -64,7 +66,7 @@ export async function startDnsmasq(records: ReadonlyMap<string, readonly string[
         };
       }
       await stopChild(child);
-      if (!/Address already in use/.test(stderr)) throw new Error(`dnsmasq did not start: ${stderr.trim()}`);
+      if (at || !/Address already in use/.test(stderr)) throw new Error(`dnsmasq did not start: ${stderr.trim()}`);
     }
     throw new Error('dnsmasq: no free port after 5 attempts');
   } catch (err) {
@@ -74,9 +76,9 @@ export async function startDnsmasq(records: ReadonlyMap<string, readonly string[
 }
 
 /** Waits until dnsmasq answers, at most 5 s; false if it exits first or never answers. */
-async function ready(child: ChildProcess, port: number): Promise<boolean> {
+async function ready(child: ChildProcess, address: string, port: number): Promise<boolean> {
   const resolver = new Resolver({ timeout: 200, tries: 1 });
-  resolver.setServers([`127.0.0.1:${port}`]);
+  resolver.setServers([`${address}:${port}`]);
   const state = await eventually(
     'dnsmasq answering',
     async (): Promise<'up' | 'exited' | false> => {
