@@ -36,6 +36,9 @@ const dns = await startDnsmasq(
     ['_dmarc.example.com', ['v=DMARC1; p=reject']],
   ]),
   ['example.com'],
+  undefined,
+  // As a zone's records would: the warm rows then answer from the cache.
+  300,
 );
 try {
   const plain = message(2048);

@@ -17,6 +17,19 @@ export type Discovery =
   | { readonly kind: 'found'; readonly domain: string; readonly orgDomain: string | null; readonly record: DmarcRecord; readonly at: string; readonly policy: DmarcPolicy }
   | { readonly kind: DmarcResult & ('none' | 'temperror' | 'permerror'); readonly domain: string | null; readonly orgDomain: string | null; readonly reason: string };
 
+/** Parsed records by their text (the cache hands back the same few); bounded, never changed after parsing. */
+const parsedRecords = new Map<string, ReturnType<typeof parseDmarcRecord>>();
+
+function parseOnce(text: string): ReturnType<typeof parseDmarcRecord> {
+  let parsed = parsedRecords.get(text);
+  if (parsed === undefined) {
+    if (parsedRecords.size >= 2000) parsedRecords.clear();
+    parsed = parseDmarcRecord(text);
+    parsedRecords.set(text, parsed);
+  }
+  return parsed;
+}
+
 type Lookup = { readonly kind: 'record'; readonly record: DmarcRecord } | { readonly kind: 'absent' } | { readonly kind: 'temperror' | 'permerror'; readonly reason: string };
 
 async function lookupRecord(domain: string, dns: WireResolver): Promise<Lookup> {
@@ -34,7 +47,7 @@ async function lookupRecord(domain: string, dns: WireResolver): Promise<Lookup> 
       if (selected.kind === 'none') return { kind: 'absent' };
       // §6.6.3 step 5: several records are as good as none.
       if (selected.kind === 'several') return { kind: 'absent' };
-      const parsed = parseDmarcRecord(selected.text);
+      const parsed = parseOnce(selected.text);
       return parsed.ok ? { kind: 'record', record: parsed.record } : { kind: 'permerror', reason: `${name}: ${parsed.reason}` };
     }
   }

@@ -48,6 +48,24 @@ export const MAX_VOID_LOOKUPS = 2;
 const MAX_NAMES = 10;
 const MAX_DEPTH = 20;
 
+/**
+ * Parsed records by their text: the same few records (a big sender's,
+ * its includes) come with most messages, and the DNS cache hands back the
+ * same text. Bounded; parse results are never changed after parsing.
+ */
+const parsedRecords = new Map<string, ReturnType<typeof parseRecord>>();
+const PARSED_RECORDS_MAX = 2000;
+
+function parseRecordOnce(text: string): ReturnType<typeof parseRecord> {
+  let parsed = parsedRecords.get(text);
+  if (parsed === undefined) {
+    if (parsedRecords.size >= PARSED_RECORDS_MAX) parsedRecords.clear();
+    parsed = parseRecord(text);
+    parsedRecords.set(text, parsed);
+  }
+  return parsed;
+}
+
 const QUALIFIED: Record<Qualifier, SpfResult> = { '+': 'pass', '-': 'fail', '~': 'softfail', '?': 'neutral' };
 
 /** An error that ends the evaluation with its result (§4.6.4, §2.6). */
@@ -282,7 +300,7 @@ export async function checkSpf(query: SpfQuery, dns: SpfDns): Promise<SpfOutcome
     const selected = selectRecord(answer.records);
     if (selected.kind === 'none') return { result: 'none', mechanism: undefined, explanation: undefined, reason: `no SPF record at ${current}` };
     if (selected.kind === 'permerror') return { result: 'permerror', mechanism: undefined, explanation: undefined, reason: `${current}: ${selected.reason}` };
-    const parsed = parseRecord(selected.text);
+    const parsed = parseRecordOnce(selected.text);
     if (!parsed.ok) return { result: 'permerror', mechanism: undefined, explanation: undefined, reason: `${current}: ${parsed.reason}` };
     const record = parsed.record;
     for (const m of record.mechanisms) {

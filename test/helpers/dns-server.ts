@@ -32,7 +32,13 @@ async function freeUdpPort(): Promise<number> {
 const quote = (s: string): string => `"${s.replace(/["\\]/g, (c) => `\\${c}`)}"`;
 
 /** `at`: a fixed address and port instead of 127.0.0.1 and a free port (for a peer that can only ask port 53). */
-export async function startDnsmasq(records: ReadonlyMap<string, readonly string[]>, localDomains: readonly string[], at?: { readonly address: string; readonly port: number }): Promise<TestDns> {
+export async function startDnsmasq(
+  records: ReadonlyMap<string, readonly string[]>,
+  localDomains: readonly string[],
+  at?: { readonly address: string; readonly port: number },
+  /** The TTL of its answers (dnsmasq's default is 0: not to be cached). */
+  ttlSeconds = 0,
+): Promise<TestDns> {
   const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-dns-'));
   const lines: string[] = [];
   for (const [name, values] of records) for (const v of values) lines.push(`txt-record=${name},${splitTxt(v).map(quote).join(',')}`);
@@ -48,7 +54,7 @@ export async function startDnsmasq(records: ReadonlyMap<string, readonly string[
       const address = at?.address ?? '127.0.0.1';
       const child = spawn(
         'dnsmasq',
-        ['--keep-in-foreground', '--no-resolv', '--no-hosts', '--no-poll', `--listen-address=${address}`, '--bind-interfaces', `--port=${port}`, `--conf-file=${conf}`, '--user=root', '--pid-file=', '--cache-size=0', '--log-facility=-'],
+        ['--keep-in-foreground', '--no-resolv', '--no-hosts', '--no-poll', `--listen-address=${address}`, '--bind-interfaces', `--port=${port}`, `--conf-file=${conf}`, '--user=root', '--pid-file=', '--cache-size=0', '--log-facility=-', `--local-ttl=${ttlSeconds}`],
         { stdio: ['ignore', 'ignore', 'pipe'] },
       );
       let stderr = '';
