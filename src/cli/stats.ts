@@ -32,6 +32,10 @@ export interface Stats {
   readonly signing: readonly Count[];
   readonly signatures: readonly Count[];
   readonly verifications: readonly Count[];
+  /** In: SPF results, one per message checked. */
+  readonly spf: readonly Count[];
+  /** In: DMARC results by policy and disposition, one per message checked. */
+  readonly dmarc: readonly Count[];
   readonly messages: readonly Count[];
   readonly relay: readonly Count[];
   readonly latency: Readonly<Record<string, { count: number; meanMs: number }>>;
@@ -67,6 +71,8 @@ export function summarize(url: string, samples: readonly Sample[]): Stats {
     signing: rows(samples, 'dkim_proxy_signing_total', ['domain', 'result']),
     signatures: rows(samples, 'dkim_proxy_signatures_total', ['domain', 'selector', 'algorithm']),
     verifications: rows(samples, 'dkim_proxy_verifications_total', ['domain', 'result']),
+    spf: rows(samples, 'dkim_proxy_spf_results', ['result']),
+    dmarc: rows(samples, 'dkim_proxy_dmarc_results', ['result', 'policy', 'disposition']),
     messages: rows(samples, 'dkim_proxy_messages_total', ['kind', 'class']),
     relay: rows(samples, 'dkim_proxy_relay_replies_total', ['kind', 'class']),
     latency,
@@ -98,6 +104,8 @@ export function formatStats(s: Stats, p = paint()): string {
   section('Signing (out), messages', s.signing.length ? crossTable(s.signing, 'domain', 'result', ['signed', 'unsigned', 'refused', 'tempfail'], p) : p.dim('nothing yet\n'));
   if (s.signatures.length) section('Signatures made', table([['domain', 'selector', 'algorithm', 'count'], ...s.signatures.map((r) => [String(r['domain']), String(r['selector']), String(r['algorithm']), String(r['count'])])], ['l', 'l', 'l', 'r']));
   section('Verification (in), signatures', s.verifications.length ? crossTable(s.verifications, 'domain', 'result', ['pass', 'fail', 'neutral', 'policy', 'temperror', 'permerror', 'none'], p) : p.dim('nothing yet\n'));
+  if (s.spf.length) section('SPF (in), messages', table([['result', 'count'], ...s.spf.map((r) => [p.status(String(r['result'])), String(r['count'])])], ['l', 'r']));
+  if (s.dmarc.length) section('DMARC (in), messages', table([['result', 'policy', 'disposition', 'count'], ...s.dmarc.map((r) => [p.status(String(r['result'])), String(r['policy']), String(r['disposition']), String(r['count'])])], ['l', 'l', 'l', 'r']));
   const kinds = ['out', 'in'];
   const classes = ['2xx', '4xx', '5xx', 'unreachable', 'failed'];
   const count = (data: readonly Count[], kind: string, cls: string): string => String(data.filter((d) => d['kind'] === kind && d['class'] === cls).reduce((a, d) => a + Number(d['count']), 0));
