@@ -110,6 +110,21 @@ describe('the verifying processor with SPF and DMARC', () => {
     assert.equal(r.refusal?.enhanced, '4.7.0');
   });
 
+  it('reject_error without DMARC: a DKIM key temperror with nothing that passed defers; with an SPF pass it does not', async () => {
+    const dkimOnly: VerifySettings = { ...all, checks: ['dkim', 'spf'], rejectError: true };
+    const failingKeys = () => Promise.resolve({ kind: 'temperror' as const, reason: 'dns timeout' as const, detail: 'no answer' });
+    const runWith = (envelope: Envelope) =>
+      processMessage(new VerifyingProcessor({ settings: () => dkimOnly, lookup: failingKeys, now: () => NOW, dns: zoneDns(zone) }), sign(SAMPLE), envelope);
+    const deferred = await runWith(env('203.0.113.9', 'alice@example.com'));
+    assert.equal(deferred.report.spf?.result, 'fail');
+    assert.equal(deferred.refusal?.responseCode, 451);
+    assert.equal(deferred.refusal?.enhanced, '4.7.0');
+    assert.match(deferred.refusal?.text ?? '', /DKIM d=example\.com/);
+    const accepted = await runWith(env('192.0.2.10', 'alice@example.com'));
+    assert.equal(accepted.report.spf?.result, 'pass');
+    assert.equal(accepted.refusal, undefined);
+  });
+
   it('XFORWARD ADDR=[UNAVAILABLE]: SPF is none, not a check of the socket peer', async () => {
     const r = await run(all, sign(SAMPLE), { ...env('127.0.0.1', 'alice@example.com'), clientAddressUnavailable: true });
     assert.equal(r.report.spf?.result, 'none');
