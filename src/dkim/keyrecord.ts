@@ -6,6 +6,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { parseTagList, stripFws } from './tags.js';
 import { asciiLower } from './headers.js';
 import type { KeyType } from './signature.js';
+import { boundedMemo } from '../util/memo.js';
 
 export interface DkimKeyRecord {
   readonly keyType: KeyType;
@@ -35,17 +36,7 @@ const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
  * verification, and a verifier sees the same few records over and over, so
  * results are memoized by record text. Bounded; the oldest entry goes first.
  */
-const memo = new Map<string, KeyRecordResult>();
-const MEMO_SIZE = 1024;
-
-export function parseKeyRecord(txt: string): KeyRecordResult {
-  const hit = memo.get(txt);
-  if (hit !== undefined) return hit;
-  const result = parseKeyRecordUncached(txt);
-  if (memo.size >= MEMO_SIZE) memo.delete(memo.keys().next().value!);
-  memo.set(txt, result);
-  return result;
-}
+export const parseKeyRecord: (txt: string) => KeyRecordResult = boundedMemo((txt) => parseKeyRecordUncached(txt), 1024);
 
 function parseKeyRecordUncached(txt: string): KeyRecordResult {
   const parsed = parseTagList(txt);

@@ -7,6 +7,7 @@
  * evaluation needs the DKIM and SPF results and runs at the end.
  */
 import type { WireResolver } from '../dns/wire.js';
+import { boundedMemo } from '../util/memo.js';
 import type { FromDomain } from './from.js';
 import { aligned, organizationalDomain } from './org-domain.js';
 import { parseDmarcRecord, selectDmarcRecord, type DmarcPolicy, type DmarcRecord } from './record.js';
@@ -15,20 +16,10 @@ export type DmarcResult = 'none' | 'pass' | 'fail' | 'temperror' | 'permerror';
 
 export type Discovery =
   | { readonly kind: 'found'; readonly domain: string; readonly orgDomain: string | null; readonly record: DmarcRecord; readonly at: string; readonly policy: DmarcPolicy }
-  | { readonly kind: DmarcResult & ('none' | 'temperror' | 'permerror'); readonly domain: string | null; readonly orgDomain: string | null; readonly reason: string };
+  | { readonly kind: 'none' | 'temperror' | 'permerror'; readonly domain: string | null; readonly orgDomain: string | null; readonly reason: string };
 
-/** Parsed records by their text (the cache hands back the same few); bounded, never changed after parsing. */
-const parsedRecords = new Map<string, ReturnType<typeof parseDmarcRecord>>();
-
-function parseOnce(text: string): ReturnType<typeof parseDmarcRecord> {
-  let parsed = parsedRecords.get(text);
-  if (parsed === undefined) {
-    if (parsedRecords.size >= 2000) parsedRecords.clear();
-    parsed = parseDmarcRecord(text);
-    parsedRecords.set(text, parsed);
-  }
-  return parsed;
-}
+/** Parsed records by their text: the DNS cache hands back the same few. */
+const parseOnce = boundedMemo(parseDmarcRecord, 2000);
 
 type Lookup = { readonly kind: 'record'; readonly record: DmarcRecord } | { readonly kind: 'absent' } | { readonly kind: 'temperror' | 'permerror'; readonly reason: string };
 

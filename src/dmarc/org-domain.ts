@@ -7,23 +7,12 @@
  * domain (null).
  */
 import { getDomain } from 'tldts';
+import { boundedMemo } from '../util/memo.js';
 
 const OPTIONS = { allowPrivateDomains: true, extractHostname: false, validateHostname: false, mixedInputs: false } as const;
 
-/** Answers by name: alignment asks for the same few domains again and again. Bounded. */
-const known = new Map<string, string | null>();
-const KNOWN_MAX = 10_000;
-
-/** `domain` is a lower-case A-label name without a trailing dot. */
-export function organizationalDomain(domain: string): string | null {
-  let org = known.get(domain);
-  if (org === undefined) {
-    if (known.size >= KNOWN_MAX) known.clear();
-    org = getDomain(domain, OPTIONS);
-    known.set(domain, org);
-  }
-  return org;
-}
+/** `domain` is a lower-case A-label name without a trailing dot. Kept by name: alignment asks for the same few again and again. */
+export const organizationalDomain: (domain: string) => string | null = boundedMemo((domain) => getDomain(domain, OPTIONS), 10_000);
 
 /** RFC 7489 §3.1: relaxed alignment is the same organizational domain, strict the same name. */
 export function aligned(a: string, b: string, mode: 'r' | 's'): boolean {

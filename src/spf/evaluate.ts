@@ -7,6 +7,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import type { WireResolver } from '../dns/wire.js';
+import { boundedMemo } from '../util/memo.js';
 import { expandMacros, truncateDomain, type MacroContext } from './macro.js';
 import { parseIPv6, parseRecord, selectRecord, type Mechanism, type Qualifier } from './record.js';
 
@@ -53,18 +54,7 @@ const MAX_DEPTH = 20;
  * its includes) come with most messages, and the DNS cache hands back the
  * same text. Bounded; parse results are never changed after parsing.
  */
-const parsedRecords = new Map<string, ReturnType<typeof parseRecord>>();
-const PARSED_RECORDS_MAX = 2000;
-
-function parseRecordOnce(text: string): ReturnType<typeof parseRecord> {
-  let parsed = parsedRecords.get(text);
-  if (parsed === undefined) {
-    if (parsedRecords.size >= PARSED_RECORDS_MAX) parsedRecords.clear();
-    parsed = parseRecord(text);
-    parsedRecords.set(text, parsed);
-  }
-  return parsed;
-}
+const parseRecordOnce = boundedMemo(parseRecord, 2000);
 
 const QUALIFIED: Record<Qualifier, SpfResult> = { '+': 'pass', '-': 'fail', '~': 'softfail', '?': 'neutral' };
 
