@@ -188,8 +188,8 @@ export function readDns(v: Validator, raw: Raw): DnsConfig {
     servers: Object.freeze([...servers]),
     timeoutMs: v.integer(t, ['dns'], 'timeout_ms', 100, 60_000) ?? 5000,
     // 0: nothing is cached (every lookup asks DNS), for debugging a zone and for the cold benchmark.
-    cacheTtlSeconds: t['cache_ttl'] === 0 ? 0 : (v.duration(t, ['dns'], 'cache_ttl') ?? 3600),
-    negativeTtlSeconds: t['negative_ttl'] === 0 ? 0 : (v.duration(t, ['dns'], 'negative_ttl') ?? 300),
+    cacheTtlSeconds: v.duration(t, ['dns'], 'cache_ttl', { zero: true }) ?? 3600,
+    negativeTtlSeconds: v.duration(t, ['dns'], 'negative_ttl', { zero: true }) ?? 300,
     cacheEntries: v.integer(t, ['dns'], 'cache_entries', 1, 10_000_000) ?? 10_000,
   });
 }

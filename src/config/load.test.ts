@@ -204,4 +204,12 @@ describe('config loading', () => {
     assert.equal(s.expire, 7 * 86400);
     assert.deepEqual(s.headers, ['From', 'Subject?', 'Received+']);
   });
+
+  it('[dns] cache_ttl and negative_ttl take 0 (cache nothing); other durations do not', async () => {
+    const base = '[out]\nlisten = "127.0.0.1:10027"\nrelay = "127.0.0.1:10028"\n';
+    const r = await load(`${base}\n[dns]\ncache_ttl = 0\nnegative_ttl = "0s"\n`);
+    assert.ok(r.ok, issues(r).join('\n'));
+    assert.deepEqual([r.config.dns.cacheTtlSeconds, r.config.dns.negativeTtlSeconds], [0, 0]);
+    expectIssue(await load('[out]\nlisten = "127.0.0.1:10027"\nrelay = "127.0.0.1:10028"\nidle_timeout = 0\n'), 4, 'out.idle_timeout', /expected a duration/);
+  });
 });

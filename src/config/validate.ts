@@ -150,11 +150,12 @@ export class Validator {
     return undefined;
   }
 
-  /** A duration: `"7d"`, `"12h"`, or whole seconds. */
-  duration(raw: Raw, path: readonly string[], key: string): number | undefined {
+  /** A duration: `"7d"`, `"12h"`, or whole seconds; 0 only where `zero` says it means something. */
+  duration(raw: Raw, path: readonly string[], key: string, options: { readonly zero?: boolean } = {}): number | undefined {
     const v = raw[key];
     if (v === undefined) return undefined;
-    const seconds = typeof v === 'number' ? (Number.isInteger(v) && v > 0 ? v : null) : typeof v === 'string' ? parseDuration(v) : null;
+    const none = options.zero === true && (v === 0 || (typeof v === 'string' && /^\s*0\s*[smhdw]?\s*$/i.test(v)));
+    const seconds = none ? 0 : typeof v === 'number' ? (Number.isInteger(v) && v > 0 ? v : null) : typeof v === 'string' ? parseDuration(v) : null;
     if (seconds !== null) return seconds;
     this.error([...path, key], `expected a duration such as "7d", "12h", "30m" or whole seconds, got ${describe(v)}`);
     return undefined;
