@@ -136,7 +136,7 @@ export function dkimResinfos(outcomes: readonly DkimOutcome[]): string[] {
  * `note` goes in a comment after the authserv-id (e.g. signatures not checked).
  */
 export function formatAuthenticationResultsField(authservId: string, resinfos: readonly string[], note?: string): string {
-  const comment = note === undefined ? '' : ` (${note.replace(/[()\\]/g, '')})`;
+  const comment = note === undefined ? '' : ` (${commentText(note)})`;
   return `Authentication-Results: ${authservId}${comment};${resinfos.map((r) => `\r\n\t${r}`).join(';')}\r\n`;
 }
 

@@ -11,6 +11,7 @@
  * results. A new check (ARC) is one more step and one more field of
  * `InboundResults`.
  */
+import { isIP } from 'node:net';
 import {
   commentText,
   dkimResinfos,
@@ -141,13 +142,8 @@ export function spfCheck(envelope: Envelope, settings: VerifySettings, deps: Ver
     Promise.resolve({ result: 'none', identity, sender, domain: sender.slice(sender.lastIndexOf('@') + 1), mechanism: undefined, explanation: undefined, reason });
   if (envelope.clientAddressUnavailable) return unknown('the client address is unavailable (XFORWARD ADDR=[UNAVAILABLE])');
   if (envelope.clientAddress === undefined) return undefined;
-  return started(
-    checkSpf({ ip: envelope.clientAddress, mailFrom: envelope.mailFrom, helo, receiver: settings.hostname, now: deps.now() }, deps.dns).catch((err: unknown) => {
-      // checkSpf throws only for an address that is none: a client we cannot name.
-      if (err instanceof Error && /^not an IP address/.test(err.message)) return unknown(`the client address "${envelope.clientAddress}" is not an IP address`);
-      throw err;
-    }),
-  );
+  if (isIP(envelope.clientAddress) === 0) return unknown(`the client address "${envelope.clientAddress}" is not an IP address`);
+  return started(checkSpf({ ip: envelope.clientAddress, mailFrom: envelope.mailFrom, helo, receiver: settings.hostname, now: deps.now() }, deps.dns));
 }
 
 /** Fields other than Authentication-Results of our authserv-id, and how many were removed. */
