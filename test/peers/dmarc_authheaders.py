@@ -5,17 +5,12 @@ on stdin; for each case runs authenticate_message() with SPF, DKIM and DMARC
 (pyspf and dkimpy underneath), all DNS asked of the test server, and prints
 a JSON list of {"dmarc", "policy", "spf", "dkim", "header"}."""
 import json, sys
-import dns.resolver
 import authheaders
 import authres
+from testdns import use_test_server
 
 request = json.load(sys.stdin)
-host, port = request["server"].rsplit(":", 1)
-resolver = dns.resolver.Resolver(configure=False)
-resolver.nameservers = [host]
-resolver.port = int(port)
-resolver.timeout = resolver.lifetime = 3
-dns.resolver.default_resolver = resolver  # pyspf asks through dnspython's default resolver
+resolver = use_test_server(request["server"])
 
 
 def dnsfunc(name, timeout=5):

@@ -3,16 +3,11 @@
 reads {"server": "127.0.0.1:PORT", "queries": [{"ip","mailFrom","helo"}]} on stdin,
 prints one result word per query, as a JSON list."""
 import json, sys
-import dns.resolver
 import spf
+from testdns import use_test_server
 
 request = json.load(sys.stdin)
-host, port = request["server"].rsplit(":", 1)
-resolver = dns.resolver.Resolver(configure=False)
-resolver.nameservers = [host]
-resolver.port = int(port)
-resolver.timeout = resolver.lifetime = 3
-dns.resolver.default_resolver = resolver
+use_test_server(request["server"])
 out = []
 for q in request["queries"]:
     # check2 gives RFC 7208's result words (check() is RFC 4408's: "unknown" for permerror).
