@@ -129,6 +129,9 @@ describe('the verifying processor with SPF and DMARC', () => {
     const r = await run(all, sign(SAMPLE), { ...env('127.0.0.1', 'alice@example.com'), clientAddressUnavailable: true });
     assert.equal(r.report.spf?.result, 'none');
     assert.match(r.report.spf?.reason ?? '', /UNAVAILABLE/);
+    const odd = await run(all, sign(SAMPLE), env('not-an-address', 'alice@example.com'));
+    assert.equal(odd.report.spf?.result, 'none');
+    assert.match(odd.report.spf?.reason ?? '', /"not-an-address" is not an IP address/);
   });
 
   it('an IPv4-mapped IPv6 client is checked as IPv4', async () => {
