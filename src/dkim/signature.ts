@@ -48,7 +48,18 @@ export interface DkimSignature {
   readonly z: string | undefined;
   /** The field with this signature's `b=` value removed, ready for canonicalization. */
   readonly strippedRaw: string;
+  /** ARC-Message-Signature only: the ARC instance (`i=`, RFC 8617 §4.2.1), which replaces DKIM's AUID. */
+  readonly instance?: number;
 }
+
+/**
+ * Which field is parsed: a DKIM-Signature, or an ARC-Message-Signature (RFC
+ * 8617 §4.1.2: the same tags, but no `v=` and an instance number in `i=`).
+ */
+export type SignatureKind = 'dkim' | 'ams';
+
+/** RFC 8617 §4.2.1: instances are 1 to 50. */
+export const MAX_ARC_INSTANCE = 50;
 
 /** What could be read of a signature even when it is broken, for reporting. */
 export interface PartialSignatureInfo {
@@ -77,7 +88,7 @@ export function fieldValue(field: HeaderField): string {
  * RFC 6376 §6.1.1 checks that need nothing but the header itself. The result
  * says which tag was wrong and how, and keeps what was readable for A-R output.
  */
-export function parseSignature(field: HeaderField): SignatureParseResult {
+export function parseSignature(field: HeaderField, kind: SignatureKind = 'dkim'): SignatureParseResult {
   const colon = field.raw.indexOf(':');
   const valueOffset = colon + 1;
   const value = fieldValue(field);
@@ -94,10 +105,11 @@ export function parseSignature(field: HeaderField): SignatureParseResult {
   };
   const bad = (tag: string | null, message: string): SignatureParseResult => ({ ok: false, info, tag, message });
 
-  for (const required of ['v', 'a', 'b', 'bh', 'd', 'h', 's']) {
+  for (const required of kind === 'dkim' ? ['v', 'a', 'b', 'bh', 'd', 'h', 's'] : ['i', 'a', 'b', 'bh', 'd', 'h', 's']) {
     if (!tags.has(required)) return bad(required, `required tag "${required}" is missing`);
   }
-  if (get('v') !== '1') return bad('v', `unsupported version "${get('v')}" (expected 1)`);
+  // An AMS has no version; one that carries v= anyway is not wrong (RFC 8617 §4.1.2).
+  if (kind === 'dkim' && get('v') !== '1') return bad('v', `unsupported version "${get('v')}" (expected 1)`);
   const a = asciiLower(get('a')!);
   if (!(SIGNING_ALGORITHMS as readonly string[]).includes(a)) return bad('a', `unsupported algorithm "${get('a')}"`);
   const algorithm = a as SigningAlgorithm;
@@ -120,9 +132,16 @@ export function parseSignature(field: HeaderField): SignatureParseResult {
   if (h.some((n) => !/^[\x21-\x39\x3b-\x7e]+$/.test(n))) return bad('h', 'malformed header name list');
   // RFC 6376 §6.1.1: the From header field MUST be signed.
   if (!h.some((n) => asciiLower(n) === 'from')) return bad('h', 'From is not signed');
+  // RFC 8617 §4.1.2: a seal covers the AMS, never the other way round.
+  if (kind === 'ams' && h.some((n) => asciiLower(n) === 'arc-seal')) return bad('h', 'an ARC-Message-Signature must not sign ARC-Seal');
 
   let i = `@${d}`;
-  if (tags.has('i')) {
+  let instance: number | undefined;
+  if (kind === 'ams') {
+    const n = parseInstance(get('i')!);
+    if (n === null) return bad('i', `"${get('i')}" is not an ARC instance (1 to ${MAX_ARC_INSTANCE})`);
+    instance = n;
+  } else if (tags.has('i')) {
     i = stripFws(get('i')!);
     if (!i.includes('@')) return bad('i', `"${i}" is not an identity (no "@")`);
   }
@@ -169,8 +188,17 @@ export function parseSignature(field: HeaderField): SignatureParseResult {
       x,
       z: get('z'),
       strippedRaw: `${field.raw.slice(0, valueOffset)}${stripped}\r\n`,
+      ...(instance !== undefined ? { instance } : {}),
     },
   };
+}
+
+/** An ARC `i=` value: 1 to 50, decimal, FWS around it allowed; null otherwise. */
+export function parseInstance(value: string): number | null {
+  const v = stripFws(value);
+  if (!/^[0-9]{1,2}$/.test(v)) return null;
+  const n = Number(v);
+  return n >= 1 && n <= MAX_ARC_INSTANCE ? n : null;
 }
 
 function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
@@ -217,6 +245,9 @@ export interface SignatureTags {
 
 const MAX_LINE = 78;
 
+/** One tag's atoms: joined without a space, so that a fold may go between them. */
+export type TagAtoms = readonly string[];
+
 /**
  * Formats a DKIM-Signature field without its `b=` value. The result ends in
  * `b=`; the caller appends the folded signature with `foldSignatureValue`.
@@ -224,15 +255,21 @@ const MAX_LINE = 78;
  * base64 and between `|`-separated `z=` entries.
  */
 export function formatSignatureHeader(tags: SignatureTags): string {
+  return foldTagList('DKIM-Signature', [['v=1;'], ...signatureTagAtoms(tags, [])]);
+}
+
+/**
+ * An ARC-Message-Signature without its `b=` value (RFC 8617 §4.1.2): the
+ * instance first, as the ARC header fields put it, then DKIM's tags.
+ */
+export function formatAmsHeader(instance: number, tags: SignatureTags): string {
+  return foldTagList('ARC-Message-Signature', [[`i=${instance};`], ...signatureTagAtoms(tags, ['q'])]);
+}
+
+function signatureTagAtoms(tags: SignatureTags, leaveOut: readonly string[]): TagAtoms[] {
   const c = `${tags.canonicalization.header}/${tags.canonicalization.body}`;
-  const pieces: string[][] = [
-    ['v=1;'],
-    [`a=${tags.algorithm};`],
-    [`c=${c};`],
-    [`d=${tags.d};`],
-    [`s=${tags.s};`],
-    ['q=dns/txt;'],
-  ];
+  const pieces: string[][] = [[`a=${tags.algorithm};`], [`c=${c};`], [`d=${tags.d};`], [`s=${tags.s};`]];
+  if (!leaveOut.includes('q')) pieces.push(['q=dns/txt;']);
   if (tags.i !== undefined) pieces.push([`i=${tags.i};`]);
   if (tags.l !== undefined) pieces.push([`l=${tags.l};`]);
   if (tags.t !== undefined) pieces.push([`t=${tags.t};`]);
@@ -240,8 +277,16 @@ export function formatSignatureHeader(tags: SignatureTags): string {
   pieces.push(tags.h.map((name, k) => (k === 0 ? 'h=' : ':') + name).map((p, k, all) => (k === all.length - 1 ? `${p};` : p)));
   if (tags.z !== undefined) pieces.push(splitZ(`z=${tags.z};`));
   pieces.push(chunk(`bh=${tags.bh};`, MAX_LINE - 1));
+  return pieces;
+}
 
-  let out = 'DKIM-Signature:';
+/**
+ * `name:` and the tags, folded at 78 columns, ending in `b=` (on the last
+ * line if it fits there). The fold is the same in the hashed and the sent
+ * form, so the signature covers what is sent (DKIM-PITFALLS 11).
+ */
+export function foldTagList(name: string, pieces: readonly TagAtoms[]): string {
+  let out = `${name}:`;
   let col = out.length;
   for (const atoms of pieces) {
     let first = true;

@@ -3,14 +3,15 @@
  * a cap, each with a typed outcome. Pure: key records and the time come in as
  * arguments, so DNS lives with the caller.
  */
-import { createBodyHasher, type BodyHasher, type BodyHashResult } from './bodyhash.js';
+import { createBodyHasher, type BodyHasher, type BodyHashResult, type HashAlgorithm } from './bodyhash.js';
+import type { Canon } from './canonicalize.js';
 import { verifyHeaderData } from './crypto.js';
 import { findBodyStart, parseHeaderBlock, selectHeaders, type HeaderField } from './headers.js';
 import { parseKeyRecord, type DkimKeyRecord } from './keyrecord.js';
 import { MIN_RSA_BITS } from './keys.js';
 import type { DkimOutcome } from './results.js';
 import { headerHashInput } from './sign.js';
-import { isSameOrSubdomain, parseSignature, type DkimSignature, type PartialSignatureInfo, type SignatureParseResult } from './signature.js';
+import { isSameOrSubdomain, parseSignature, type DkimSignature, type KeyType, type PartialSignatureInfo, type SignatureParseResult } from './signature.js';
 
 /** What the DNS said for `selector._domainkey.domain`. */
 export type KeyAnswer =
@@ -34,6 +35,41 @@ export interface VerifyOptions {
   readonly allowShortKeys?: boolean;
   /** Seconds of clock drift allowed for `x=`. */
   readonly clockSkew?: number;
+  /**
+   * Body hashes shared with another check of the same message (ARC's AMS):
+   * its owner feeds it, and `update` here then does nothing.
+   */
+  readonly bodies?: BodyHashSet;
+}
+
+/**
+ * The body hashes one message needs, one per canonicalization, hash and
+ * `l=`: signatures (DKIM's and ARC's) that share one share a pass over the
+ * body.
+ */
+export class BodyHashSet {
+  private readonly hashers = new Map<string, BodyHasher>();
+  private results: Map<string, BodyHashResult> | undefined;
+
+  /** Registers a hash (before the body is fed) and returns its key. */
+  want(canon: Canon, hash: HashAlgorithm, l: number | undefined): string {
+    const key = `${canon}/${hash}/${l ?? ''}`;
+    if (this.results !== undefined) throw new Error('BodyHashSet: a hash was asked for after the body ended');
+    if (!this.hashers.has(key)) this.hashers.set(key, createBodyHasher(canon, hash, l));
+    return key;
+  }
+
+  update(chunk: Uint8Array): void {
+    for (const h of this.hashers.values()) h.update(chunk);
+  }
+
+  /** The hash for a key from `want`; the first call ends the body. */
+  result(key: string): BodyHashResult {
+    this.results ??= new Map([...this.hashers].map(([k, h]) => [k, h.digest()] as const));
+    const r = this.results.get(key);
+    if (r === undefined) throw new Error(`BodyHashSet: no hash ${key} was asked for`);
+    return r;
+  }
 }
 
 export const DEFAULT_MAX_SIGNATURES = 10;
@@ -46,14 +82,15 @@ export function keyQueryName(sig: { readonly s: string; readonly d: string }): s
   return `${sig.s}._domainkey.${sig.d}`;
 }
 
-function infoOf(sig: DkimSignature): PartialSignatureInfo {
+export function infoOf(sig: DkimSignature): PartialSignatureInfo {
   return { d: sig.d, s: sig.s, a: sig.algorithm, i: sig.i, bText: sig.bText };
 }
 
 export class MessageVerifier {
   private readonly fields: readonly HeaderField[];
   private readonly entries: Entry[] = [];
-  private readonly hashers = new Map<string, BodyHasher>();
+  private readonly bodies: BodyHashSet;
+  private readonly ownsBodies: boolean;
   private readonly options: VerifyOptions;
   /** Signatures beyond `maxSignatures`: not checked, no outcome of their own. */
   readonly skipped: number;
@@ -61,6 +98,8 @@ export class MessageVerifier {
   /** `headerBlock`: the binary string, or its fields if the caller has parsed them already. */
   constructor(headerBlock: string | readonly HeaderField[], options: VerifyOptions = {}) {
     this.options = options;
+    this.bodies = options.bodies ?? new BodyHashSet();
+    this.ownsBodies = options.bodies === undefined;
     this.fields = typeof headerBlock === 'string' ? parseHeaderBlock(headerBlock) : headerBlock;
     const max = options.maxSignatures ?? DEFAULT_MAX_SIGNATURES;
     const all = this.fields.filter((f) => f.key === 'dkim-signature').map((field) => ({ field, parsed: parseSignature(field) }));
@@ -74,20 +113,16 @@ export class MessageVerifier {
     }
     this.skipped = all.length - chosen.length;
     for (const { parsed } of chosen) {
-      const info = parsed.ok ? infoOf(parsed.signature) : parsed.info;
       if (!parsed.ok) {
-        const detail = parsed.tag ? `${parsed.tag}=: ${parsed.message}` : parsed.message;
-        this.entries.push({ kind: 'outcome', outcome: { result: 'permerror', reason: 'signature syntax', sig: info, detail } });
+        this.entries.push({ kind: 'outcome', outcome: syntaxOutcome(parsed) });
         continue;
       }
       const sig = parsed.signature;
       if (sig.algorithm === 'rsa-sha1' && !options.allowSha1) {
-        this.entries.push({ kind: 'outcome', outcome: { result: 'policy', reason: 'rsa-sha1 is not accepted (RFC 8301)', sig: info, testing: false } });
+        this.entries.push({ kind: 'outcome', outcome: sha1Outcome(sig) });
         continue;
       }
-      const hasher = `${sig.canonicalization.body}/${sig.hash}/${sig.l ?? ''}`;
-      if (!this.hashers.has(hasher)) this.hashers.set(hasher, createBodyHasher(sig.canonicalization.body, sig.hash, sig.l));
-      this.entries.push({ kind: 'parsed', signature: sig, hasher });
+      this.entries.push({ kind: 'parsed', signature: sig, hasher: this.bodies.want(sig.canonicalization.body, sig.hash, sig.l) });
     }
   }
 
@@ -104,71 +139,124 @@ export class MessageVerifier {
   }
 
   update(chunk: Uint8Array): void {
-    for (const h of this.hashers.values()) h.update(chunk);
+    if (this.ownsBodies) this.bodies.update(chunk);
   }
 
   /** One outcome per DKIM-Signature, top to bottom; empty when unsigned. */
   finish(keys: ReadonlyMap<string, KeyAnswer>, now: number): DkimOutcome[] {
-    const bodies = new Map<string, BodyHashResult>();
-    for (const [k, h] of this.hashers) bodies.set(k, h.digest());
     return this.entries.map((e) => {
       if (e.kind === 'outcome') return e.outcome;
-      const answer = keys.get(keyQueryName(e.signature)) ?? { kind: 'temperror', reason: 'dns error', detail: 'no lookup was made' };
-      return this.evaluate(e.signature, answer, bodies.get(e.hasher)!, now);
+      const answer = keys.get(keyQueryName(e.signature)) ?? NO_LOOKUP;
+      return checkSignature(this.fields, e.signature, answer, this.bodies.result(e.hasher), now, this.options);
     });
-  }
-
-  private evaluate(sig: DkimSignature, answer: KeyAnswer, body: BodyHashResult, now: number): DkimOutcome {
-    const info = infoOf(sig);
-    const skew = this.options.clockSkew ?? 300;
-    if (sig.x !== undefined && sig.x + skew < now) {
-      return { result: 'permerror', reason: 'signature expired', sig: info, detail: `x=${sig.x}` };
-    }
-    if (answer.kind === 'temperror') return { result: 'temperror', reason: answer.reason, sig: info, ...(answer.detail ? { detail: answer.detail } : {}) };
-    if (answer.kind === 'nxdomain' || answer.records.length === 0) {
-      return { result: 'permerror', reason: 'no key', sig: info, detail: `no key record at ${keyQueryName(sig)}` };
-    }
-
-    // Every TXT record at the name is tried (key rotation, DKIM-PITFALLS 18).
-    const records: DkimKeyRecord[] = [];
-    let syntaxError = '';
-    for (const txt of answer.records) {
-      const r = parseKeyRecord(txt);
-      if (r.ok) records.push(r.record);
-      else syntaxError ||= r.tag ? `${r.tag}=: ${r.message}` : r.message;
-    }
-    if (records.length === 0) return { result: 'permerror', reason: 'key syntax', sig: info, detail: syntaxError };
-    const live = records.filter((r) => r.publicKey !== null);
-    if (live.length === 0) return { result: 'permerror', reason: 'key revoked', sig: info };
-    let misfit = '';
-    const usable = live.filter((r) => {
-      const why = keyMisfit(sig, r);
-      if (why !== null) misfit ||= why;
-      return why === null;
-    });
-    if (usable.length === 0) return { result: 'permerror', reason: 'key does not fit the signature', sig: info, detail: misfit };
-
-    if (sig.l !== undefined && sig.l > body.canonicalLength) {
-      return { result: 'fail', reason: 'l= exceeds the body length', sig: info, testing: usable.some((r) => r.testing), detail: `l=${sig.l}, body has ${body.canonicalLength}` };
-    }
-    const unsigned = sig.l === undefined ? {} : { unsignedBodyBytes: body.canonicalLength - sig.l };
-    if (!body.hash.equals(sig.bh)) {
-      return { result: 'fail', reason: 'body hash did not verify', sig: info, testing: usable.some((r) => r.testing), ...unsigned };
-    }
-    const data = headerHashInput(selectHeaders(this.fields, sig.h), sig.strippedRaw, sig.canonicalization.header);
-    const good = usable.find((r) => verifyHeaderData(sig.keyType, sig.hash, r.publicKey!, data, sig.b));
-    if (good === undefined) {
-      return { result: 'fail', reason: 'signature did not verify', sig: info, testing: usable.some((r) => r.testing), ...unsigned };
-    }
-    if (good.keyType === 'rsa' && (good.bits ?? 0) < MIN_RSA_BITS && !this.options.allowShortKeys) {
-      return { result: 'policy', reason: 'RSA key shorter than 1024 bits (RFC 8301)', sig: info, testing: good.testing, detail: `${good.bits} bits`, ...unsigned };
-    }
-    return { result: 'pass', sig: info, testing: good.testing, ...unsigned };
   }
 }
 
+const NO_LOOKUP: KeyAnswer = { kind: 'temperror', reason: 'dns error', detail: 'no lookup was made' };
+
+/** The outcome of a signature field that does not parse. */
+export function syntaxOutcome(parsed: Extract<SignatureParseResult, { ok: false }>): DkimOutcome {
+  const detail = parsed.tag ? `${parsed.tag}=: ${parsed.message}` : parsed.message;
+  return { result: 'permerror', reason: 'signature syntax', sig: parsed.info, detail };
+}
+
+export function sha1Outcome(sig: DkimSignature): DkimOutcome {
+  return { result: 'policy', reason: 'rsa-sha1 is not accepted (RFC 8301)', sig: infoOf(sig), testing: false };
+}
+
+/** What a signature needs of its key record: the key type and hash, and the domains for `t=s`. */
+export interface KeyUse {
+  readonly algorithm: string;
+  readonly keyType: KeyType;
+  readonly hash: HashAlgorithm;
+  readonly d: string;
+  readonly iDomain: string;
+}
+
+/** The key records at a signature's name that may check it, or the outcome that says why none can. */
+export function usableKeys(use: KeyUse, answer: KeyAnswer, info: PartialSignatureInfo, name: string): { readonly keys: readonly DkimKeyRecord[] } | { readonly outcome: DkimOutcome } {
+  if (answer.kind === 'temperror') return { outcome: { result: 'temperror', reason: answer.reason, sig: info, ...(answer.detail ? { detail: answer.detail } : {}) } };
+  if (answer.kind === 'nxdomain' || answer.records.length === 0) {
+    return { outcome: { result: 'permerror', reason: 'no key', sig: info, detail: `no key record at ${name}` } };
+  }
+  // Every TXT record at the name is tried (key rotation, DKIM-PITFALLS 18).
+  const records: DkimKeyRecord[] = [];
+  let syntaxError = '';
+  for (const txt of answer.records) {
+    const r = parseKeyRecord(txt);
+    if (r.ok) records.push(r.record);
+    else syntaxError ||= r.tag ? `${r.tag}=: ${r.message}` : r.message;
+  }
+  if (records.length === 0) return { outcome: { result: 'permerror', reason: 'key syntax', sig: info, detail: syntaxError } };
+  const live = records.filter((r) => r.publicKey !== null);
+  if (live.length === 0) return { outcome: { result: 'permerror', reason: 'key revoked', sig: info } };
+  let misfit = '';
+  const usable = live.filter((r) => {
+    const why = keyMisfit(use, r);
+    if (why !== null) misfit ||= why;
+    return why === null;
+  });
+  if (usable.length === 0) return { outcome: { result: 'permerror', reason: 'key does not fit the signature', sig: info, detail: misfit } };
+  return { keys: usable };
+}
+
+/**
+ * The header-hash check against the usable keys, then RFC 8301's key size:
+ * the last step every signature of ours (DKIM, AMS, AS) takes.
+ */
+export function checkHeaderSignature(
+  use: KeyUse,
+  usable: readonly DkimKeyRecord[],
+  data: Buffer,
+  b: Buffer,
+  info: PartialSignatureInfo,
+  options: Pick<VerifyOptions, 'allowShortKeys'>,
+  unsigned: { readonly unsignedBodyBytes?: number } = {},
+): DkimOutcome {
+  const good = usable.find((r) => verifyHeaderData(use.keyType, use.hash, r.publicKey!, data, b));
+  if (good === undefined) {
+    return { result: 'fail', reason: 'signature did not verify', sig: info, testing: usable.some((r) => r.testing), ...unsigned };
+  }
+  if (good.keyType === 'rsa' && (good.bits ?? 0) < MIN_RSA_BITS && !options.allowShortKeys) {
+    return { result: 'policy', reason: 'RSA key shorter than 1024 bits (RFC 8301)', sig: info, testing: good.testing, detail: `${good.bits} bits`, ...unsigned };
+  }
+  return { result: 'pass', sig: info, testing: good.testing, ...unsigned };
+}
+
+/**
+ * RFC 6376 §6.1 for one parsed signature (a DKIM-Signature or an
+ * ARC-Message-Signature) over the message's fields and body hash.
+ */
+export function checkSignature(
+  fields: readonly HeaderField[],
+  sig: DkimSignature,
+  answer: KeyAnswer,
+  body: BodyHashResult,
+  now: number,
+  options: VerifyOptions,
+): DkimOutcome {
+  const info = infoOf(sig);
+  const skew = options.clockSkew ?? 300;
+  if (sig.x !== undefined && sig.x + skew < now) {
+    return { result: 'permerror', reason: 'signature expired', sig: info, detail: `x=${sig.x}` };
+  }
+  const keys = usableKeys(sig, answer, info, keyQueryName(sig));
+  if ('outcome' in keys) return keys.outcome;
+  const usable = keys.keys;
+
+  if (sig.l !== undefined && sig.l > body.canonicalLength) {
+    return { result: 'fail', reason: 'l= exceeds the body length', sig: info, testing: usable.some((r) => r.testing), detail: `l=${sig.l}, body has ${body.canonicalLength}` };
+  }
+  const unsigned = sig.l === undefined ? {} : { unsignedBodyBytes: body.canonicalLength - sig.l };
+  if (!body.hash.equals(sig.bh)) {
+    return { result: 'fail', reason: 'body hash did not verify', sig: info, testing: usable.some((r) => r.testing), ...unsigned };
+  }
+  const data = headerHashInput(selectHeaders(fields, sig.h), sig.strippedRaw, sig.canonicalization.header);
+  return checkHeaderSignature(sig, usable, data, sig.b, info, options, unsigned);
+}
+
 /** RFC 6376 §6.1.2 checks of a key record against the signature; null when it fits. */
-function keyMisfit(sig: DkimSignature, r: DkimKeyRecord): string | null {
+function keyMisfit(sig: KeyUse, r: DkimKeyRecord): string | null {
   if (r.keyType !== sig.keyType) return `key is k=${r.keyType}, signature is a=${sig.algorithm}`;
   if (r.hashes !== null && !r.hashes.includes(sig.hash)) return `key allows h=${r.hashes.join(':')}, signature uses ${sig.hash}`;
   if (!r.services.includes('*') && !r.services.includes('email')) return `key is for service ${r.services.join(':')}, not email`;
