@@ -248,7 +248,7 @@ describe('dkim-proxy verify --client-ip', () => {
     assert.deepEqual(out['spf'], { result: 'fail', domain: 'alpha.com', identity: 'mailfrom', mechanism: '-all', explanation: null, reason: 'alpha.com: matched -all' });
     const dmarc = out['dmarc'] as Record<string, unknown>;
     assert.deepEqual({ result: dmarc['result'], policy: dmarc['policy'], disposition: dmarc['disposition'], domain: dmarc['domain'], aligned: dmarc['aligned'] }, { result: 'fail', policy: 'reject', disposition: 'reject', domain: 'alpha.com', aligned: { dkim: false, spf: false } });
-    assert.equal(out['authenticationResults'], 'Authentication-Results: mx.test; spf=fail smtp.mailfrom=bounce@alpha.com (alpha.com: matched -all); dkim=none; dmarc=fail (p=reject dis=reject) header.from=alpha.com');
+    assert.equal(out['authenticationResults'], 'Authentication-Results: mx.test; spf=fail smtp.mailfrom=bounce@alpha.com (alpha.com: matched -all); dkim=none; dmarc=fail (p=reject dis=reject) header.from=alpha.com; arc=none');
 
     const pass = find('mail.alpha.com', 'related', 'bounce@other.net', '203.0.113.1');
     const text = await cli(['verify', '--dns-server', dns.server, '--client-ip', pass.ip, '--mail-from', pass.mailFrom, '--helo', 'client.example.net', pass.file]);

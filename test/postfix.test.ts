@@ -141,7 +141,7 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     const results = (text.match(/^Authentication-Results:.*(?:\r\n[ \t].*)*/gm) ?? []).filter((f) => !f.startsWith('Authentication-Results: opendmarc.test'));
     assert.equal(results.length, 1, text);
     // SPF for the client Postfix named in XFORWARD (swaks on 127.0.0.1, MAIL FROM bob@example.net, which publishes no SPF), DKIM, and DMARC for the From domain.
-    assert.match(results[0]!, /^Authentication-Results: mx\.example\.com;\r\n\tspf=none smtp\.mailfrom=bob@example\.net \(no SPF record at example\.net\);\r\n\tdkim=pass header\.d=example\.com header\.i=@example\.com header\.s=s2026 header\.a=rsa-sha256 header\.b=[^;]+;\r\n\tdmarc=none \(no DMARC record at _dmarc\.example\.com\) header\.from=example\.com$/);
+    assert.match(results[0]!, /^Authentication-Results: mx\.example\.com;\r\n\tspf=none smtp\.mailfrom=bob@example\.net \(no SPF record at example\.net\);\r\n\tdkim=pass header\.d=example\.com header\.i=@example\.com header\.s=s2026 header\.a=rsa-sha256 header\.b=[^;]+;\r\n\tdmarc=none \(no DMARC record at _dmarc\.example\.com\) header\.from=example\.com;\r\n\tarc=none$/);
     const verified = await daemon.waitFor((l) => l['msg'] === 'message relayed' && l['kind'] === 'in');
     assert.equal(verified['forgedResultsRemoved'], 1);
   });
@@ -198,7 +198,7 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
             const ar = await resultsOf(subject, phase.mailfrom === 'domain');
             const mailfrom = phase.mailfrom === 'domain' ? esc(d) : `bounce@${esc(d)}`;
             assert.match(ar, new RegExp(`; spf=${spf} smtp\\.mailfrom=${mailfrom} \\(${esc(d)}: matched [^)]+\\); dkim=${signed ? 'pass header\\.d=example\\.com' : 'none'}`), ar);
-            assert.match(ar, new RegExp(`; dmarc=${pass ? 'pass' : 'fail'} \\(p=${policy} dis=${pass ? 'none' : policy}\\) header\\.from=${esc(d)}$`), ar);
+            assert.match(ar, new RegExp(`; dmarc=${pass ? 'pass' : 'fail'} \\(p=${policy} dis=${pass ? 'none' : policy}\\) header\\.from=${esc(d)}; arc=none$`), ar);
           }
         }
       }

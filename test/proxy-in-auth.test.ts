@@ -74,7 +74,7 @@ describe('in: SPF, DKIM and DMARC in one pass', () => {
     assert.deepEqual(r.data!.map((x) => x.code), [250]);
     assert.match(
       arOf(sink.messages[0]!.data),
-      /^Authentication-Results: mx\.test\.example;\r\n\tspf=pass smtp\.mailfrom=alice@example\.com \(example\.com: matched ip4:192\.0\.2\.0\/24\);\r\n\tdkim=pass header\.d=example\.com [^;]+;\r\n\tdmarc=pass \(p=reject dis=none\) header\.from=example\.com\r\n$/,
+      /^Authentication-Results: mx\.test\.example;\r\n\tspf=pass smtp\.mailfrom=alice@example\.com \(example\.com: matched ip4:192\.0\.2\.0\/24\);\r\n\tdkim=pass header\.d=example\.com [^;]+;\r\n\tdmarc=pass \(p=reject dis=none\) header\.from=example\.com;\r\n\tarc=none\r\n$/,
     );
     const line = proxy.logs.findLast((l) => l['msg'] === 'message relayed')!;
     assert.deepEqual(line['spf'], { result: 'pass', identity: 'mailfrom', sender: 'alice@example.com', reason: 'example.com: matched ip4:192.0.2.0/24' });
@@ -84,7 +84,7 @@ describe('in: SPF, DKIM and DMARC in one pass', () => {
   it('an SPF fail with no DKIM signature fails DMARC, reported (reject_fail is off by default) and relayed', async () => {
     const r = await sendVia(proxy.port, 'ADDR=203.0.113.5 HELO=evil.example', 'alice@example.com', MESSAGES['plain']!);
     assert.deepEqual(r.data!.map((x) => x.code), [250]);
-    assert.match(arOf(sink.messages[0]!.data), /\tspf=fail smtp\.mailfrom=alice@example\.com \(example\.com: matched -all\);\r\n\tdkim=none;\r\n\tdmarc=fail \(p=reject dis=reject\) header\.from=example\.com\r\n$/);
+    assert.match(arOf(sink.messages[0]!.data), /\tspf=fail smtp\.mailfrom=alice@example\.com \(example\.com: matched -all\);\r\n\tdkim=none;\r\n\tdmarc=fail \(p=reject dis=reject\) header\.from=example\.com;\r\n\tarc=none\r\n$/);
   });
 
   it('an IPv6 client from XFORWARD (IPV6: prefix), and ADDR=[UNAVAILABLE] (SPF none, not the socket peer)', async () => {

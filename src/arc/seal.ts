@@ -21,7 +21,7 @@ import {
   type KeyType,
   type SigningAlgorithm,
 } from '../dkim/signature.js';
-import { BodyHashSet } from '../dkim/verify.js';
+import { BodyHashSet } from '../dkim/bodyhash.js';
 import type { HashAlgorithm } from '../dkim/bodyhash.js';
 import { highestInstance, readChain, type ChainValidation } from './chain.js';
 import { sealHashInput, type SetText } from './verify.js';

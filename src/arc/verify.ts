@@ -4,11 +4,12 @@
  * signature over the sets at and below it, with the same key records, RFC
  * 8301 rules and limits. Pure: keys and the time come in as arguments.
  */
+import { BodyHashSet } from '../dkim/bodyhash.js';
 import { canonicalizeHeader } from '../dkim/canonicalize.js';
 import { findBodyStart, parseHeaderBlock, type HeaderField } from '../dkim/headers.js';
 import { viewOutcome, type DkimOutcome } from '../dkim/results.js';
 import {
-  BodyHashSet,
+
   checkHeaderSignature,
   checkSignature,
   DEFAULT_MAX_SIGNATURES,

@@ -8,6 +8,7 @@ import { healthCommand, HEALTH_HELP } from './health.js';
 import { keygenCommand, KEYGEN_HELP } from './keygen.js';
 import { runCommand, RUN_HELP } from './run.js';
 import { CliError, EXIT } from './output.js';
+import { sealCommand, SEAL_HELP } from './seal.js';
 import { signCommand, SIGN_HELP } from './sign.js';
 import { spfCommand, SPF_HELP } from './spf.js';
 import { statsCommand, STATS_HELP } from './stats.js';
@@ -18,7 +19,8 @@ const HELP = `Usage: dkim-proxy <command> [options]
 Commands:
   run           start the proxies configured in [out] and [in]
   sign          sign a message (file or stdin) and print it
-  verify        verify a message's DKIM signatures and print Authentication-Results
+  verify        verify a message's DKIM signatures (and ARC chain) and print Authentication-Results
+  seal          add an ARC set to a message and print it
   spf           evaluate SPF for a client address, sender and HELO name
   keygen        make a signing key and print the DNS record to publish
   check-config  validate a configuration and print the signing table
@@ -33,6 +35,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   run: { run: runCommand, help: RUN_HELP },
   sign: { run: signCommand, help: SIGN_HELP },
   verify: { run: verifyCommand, help: VERIFY_HELP },
+  seal: { run: sealCommand, help: SEAL_HELP },
   spf: { run: spfCommand, help: SPF_HELP },
   keygen: { run: keygenCommand, help: KEYGEN_HELP },
   'check-config': { run: checkConfigCommand, help: CHECK_CONFIG_HELP },

@@ -26,3 +26,9 @@ export class CliError extends Error {
 }
 
 export const usageError = (message: string): CliError => new CliError(message, EXIT.usage);
+
+/** The one MESSAGE argument of a command that reads a message (undefined: stdin). */
+export function messageArgument(positionals: readonly string[], command: string): string | undefined {
+  if (positionals.length > 1) throw usageError(`${command} takes at most one MESSAGE file`);
+  return positionals[0];
+}

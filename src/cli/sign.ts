@@ -17,7 +17,7 @@ import { SigningProcessor } from '../pipeline/sign.js';
 import { PolicyReply } from '../smtp/replies.js';
 import { loadOrFail } from './config.js';
 import { readMessage } from './io.js';
-import { CliError, EXIT, usageError } from './output.js';
+import { CliError, EXIT, messageArgument, usageError } from './output.js';
 
 export const SIGN_HELP = `Usage: dkim-proxy sign --config FILE [MESSAGE]
        dkim-proxy sign --domain D --selector S --key FILE [options] [MESSAGE]
@@ -72,10 +72,10 @@ export async function signCommand(argv: string[]): Promise<number> {
     process.stdout.write(SIGN_HELP);
     return EXIT.ok;
   }
-  if (positionals.length > 1) throw usageError('sign takes at most one MESSAGE file');
+  const messageFile = messageArgument(positionals, 'sign');
   if (values.config !== undefined) {
     if (values.domain || values.selector || values.key) throw usageError('--config chooses the signatures; leave out --domain, --selector and --key');
-    return signWithConfig(values.config, positionals[0]);
+    return signWithConfig(values.config, messageFile);
   }
   if (!values.domain || !values.selector || !values.key) throw usageError('sign needs --domain, --selector and --key (see dkim-proxy sign --help)');
   if (!(SIGNING_ALGORITHMS as readonly string[]).includes(values.algorithm)) {
@@ -91,7 +91,7 @@ export async function signCommand(argv: string[]): Promise<number> {
   }
 
   const key = await loadKeyFile(values.key);
-  const message = normalizeLineEnds(await readMessage(positionals[0]));
+  const message = normalizeLineEnds(await readMessage(messageFile));
   let fields: string[];
   try {
     fields = signMessage(
@@ -126,7 +126,12 @@ async function signWithConfig(file: string, messageFile: string | undefined): Pr
   const config = await loadOrFail(file);
   const message = normalizeLineEnds(await readMessage(messageFile));
   const lookup = createKeyLookup({ servers: config.dns.servers, timeoutMs: config.dns.timeoutMs });
-  const processor = new SigningProcessor({ signing: () => config.signing, lookup, now: () => Math.floor(Date.now() / 1000) });
+  const processor = new SigningProcessor({
+    signing: () => config.signing,
+    lookup,
+    now: () => Math.floor(Date.now() / 1000),
+    sealer: () => (config.out?.arcSeal ? config.arc?.sealer : undefined),
+  });
   let processed;
   try {
     processed = await processMessage(processor, message);
@@ -136,6 +141,7 @@ async function signWithConfig(file: string, messageFile: string | undefined): Pr
     throw err;
   }
   const report = processed.report;
+  if (report.sealed) process.stderr.write('refused' in report.sealed ? `not sealed: ${report.sealed.refused}\n` : `sealed: i=${report.sealed.instance} cv=${report.sealed.cv}\n`);
   if (report.kind === 'unsigned') {
     process.stderr.write(`not signed: ${report.reason}\n`);
   } else {

@@ -5,17 +5,19 @@ import { VerifyingProcessor } from '../pipeline/verify.js';
 import { createKeyLookup } from '../dns/resolver.js';
 import { createWireResolver } from '../dns/wire.js';
 import type { DmarcOutcome } from '../dmarc/evaluate.js';
+import { NO_CHAIN, type ArcOutcome } from '../arc/verify.js';
 import type { Envelope } from '../pipeline/message.js';
 import { spfJson } from './spf.js';
 import { isIP } from 'node:net';
 import { readMessage } from './io.js';
-import { EXIT, usageError } from './output.js';
+import { EXIT, messageArgument, usageError } from './output.js';
 import { paint, type Paint } from './style.js';
 
 export const VERIFY_HELP = `Usage: dkim-proxy verify [options] [MESSAGE] [--json]
 
-Verifies every DKIM-Signature of MESSAGE (a file, or stdin). Prints one line
-per signature, then the Authentication-Results header the 'in' proxy would add.
+Verifies every DKIM-Signature of MESSAGE (a file, or stdin) and its ARC chain
+(RFC 8617). Prints one line per signature, then the Authentication-Results
+header the 'in' proxy would add.
 With --client-ip it checks SPF for that client and DMARC for the From domain
 too, as 'in' does for the client Postfix names.
 
@@ -34,7 +36,7 @@ Options:
       --authserv-id ID         authserv-id for the header (default: localhost)
       --max-signatures N       check at most N signatures (default 10)
       --legacy-sha1            accept rsa-sha1 signatures
-      --json                   print {results, spf, dmarc, authenticationResults} as JSON
+      --json                   print {results, spf, dmarc, arc, authenticationResults} as JSON
 `;
 
 function describe(o: DkimOutcome, p: Paint): string {
@@ -69,7 +71,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     process.stdout.write(VERIFY_HELP);
     return EXIT.ok;
   }
-  if (positionals.length > 1) throw usageError('verify takes at most one MESSAGE file');
+  const messageFile = messageArgument(positionals, 'verify');
   const timeoutMs = Number(values.timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw usageError(`--timeout: expected milliseconds, got "${values.timeout}"`);
   const maxSignatures = Number(values['max-signatures']);
@@ -81,7 +83,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   if (mailFrom !== '' && !mailFrom.includes('@')) throw usageError(`--mail-from: expected an address (local@domain), got "${mailFrom}"`);
   if (clientIp === undefined && (mailFrom !== '' || values.helo !== undefined)) throw usageError('--mail-from and --helo are for SPF: give --client-ip too');
 
-  const message = normalizeLineEnds(await readMessage(positionals[0]));
+  const message = normalizeLineEnds(await readMessage(messageFile));
   const servers = values['dns-server'] ?? [];
   const lookup = createKeyLookup({ servers, timeoutMs });
   const authservId = values['authserv-id'];
@@ -90,7 +92,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     maxSignatures,
     allowSha1: values['legacy-sha1'],
     allowShortKeys: false,
-    checks: clientIp === undefined ? (['dkim'] as const) : (['dkim', 'spf', 'dmarc'] as const),
+    checks: clientIp === undefined ? (['dkim', 'arc'] as const) : (['dkim', 'spf', 'dmarc', 'arc'] as const),
     hostname: values.receiver ?? authservId,
     receivedSpf: false,
     rejectFail: false,
@@ -112,6 +114,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
           ...(dkim.skipped > 0 ? { notChecked: dkim.skipped } : {}),
           ...(report.spf ? { spf: spfJson(report.spf) } : {}),
           ...(report.dmarc ? { dmarc: dmarcJson(report.dmarc) } : {}),
+          arc: arcJson(report.arc ?? NO_CHAIN),
           authenticationResults: header.replace(/\r\n[ \t]*/g, ' ').trim(),
         },
         null,
@@ -124,6 +127,8 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     if (outcomes.length === 0) process.stdout.write(`${p.status('none')}      no DKIM-Signature\n`);
     for (const o of outcomes) process.stdout.write(`${describe(o, p)}\n`);
     if (dkim.skipped > 0) process.stdout.write(`${p.status('neutral')}   ${dkim.skipped} more signatures not checked (--max-signatures ${maxSignatures})\n`);
+    const a = report.arc;
+    if (a && a.result !== 'none') process.stdout.write(`${p.status(a.result)}${' '.repeat(Math.max(0, 9 - a.result.length))} arc i=${a.instance}${a.oldestPass !== undefined ? ` oldest-pass=${a.oldestPass}` : ''}: ${a.reason}\n`);
     const d = report.dmarc;
     if (d) process.stdout.write(`${p.status(d.result)}${' '.repeat(Math.max(0, 9 - d.result.length))} dmarc ${d.domain ?? '?'}${d.policy ? ` p=${d.policy} dis=${d.disposition}` : ''}: ${d.reason}\n`);
     process.stdout.write(header.replace(/\r\n/g, '\n'));
@@ -142,6 +147,11 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   return EXIT.notVerified;
 }
 
+/** `verify --json`'s arc object. */
+export function arcJson(a: ArcOutcome): Record<string, unknown> {
+  return { result: a.result, instance: a.instance, oldestPass: a.oldestPass ?? null, sealer: a.sealer?.d ?? null, reason: a.reason };
+}
+
 /** `verify --json`'s dmarc object. */
 export function dmarcJson(d: DmarcOutcome): Record<string, unknown> {
   return {
@@ -154,5 +164,6 @@ export function dmarcJson(d: DmarcOutcome): Record<string, unknown> {
     recordAt: d.recordAt ?? null,
     pct: d.pct ?? null,
     reason: d.reason,
+    ...(d.override ? { override: d.override.type, overrideBy: d.override.sealer } : {}),
   };
 }

@@ -9,15 +9,20 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import type { DnsConfig, HostPort, InboundCheck, InListenerConfig, ListenerConfig } from './types.js';
+import type { DnsConfig, HostPort, InboundCheck, InListenerConfig, ListenerConfig, OutListenerConfig } from './types.js';
 import type { Raw, Validator } from './validate.js';
 
 const LISTENER_KEYS = [
   'listen', 'relay', 'protocol', 'relay_protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_header_fields',
   'max_connections', 'max_connections_per_client', 'idle_timeout', 'command_timeout', 'data_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls',
 ];
-const IN_KEYS = [...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys', 'checks', 'received_spf', 'spf_mailfrom', 'reject_fail', 'reject_error', 'x_dkim_authentication_results'];
-const CHECKS = ['dkim', 'spf', 'dmarc'] as const;
+const OUT_KEYS = [...LISTENER_KEYS, 'arc_seal'];
+const IN_KEYS = [
+  ...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys', 'checks', 'received_spf', 'spf_mailfrom', 'reject_fail', 'reject_error',
+  'x_dkim_authentication_results', 'arc_seal', 'arc_trusted_sealers',
+];
+const CHECKS = ['dkim', 'spf', 'dmarc', 'arc'] as const;
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)(\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)*$/;
 
 /** `host:port` or `[v6]:port`; port 0 (any free port) only where `anyPort`. */
 export function parseHostPort(text: string, anyPort = false): HostPort | null {
@@ -104,9 +109,9 @@ function readBase(v: Validator, raw: Raw, name: 'out' | 'in', keys: readonly str
 }
 
 /** `[out]`: the signing listener. */
-export function readOutListener(v: Validator, raw: Raw): ListenerConfig | undefined {
-  const r = readBase(v, raw, 'out', LISTENER_KEYS);
-  return r && Object.freeze(r.base);
+export function readOutListener(v: Validator, raw: Raw): OutListenerConfig | undefined {
+  const r = readBase(v, raw, 'out', OUT_KEYS);
+  return r && Object.freeze({ ...r.base, arcSeal: v.bool(r.t, ['out'], 'arc_seal') ?? false });
 }
 
 /** `[in]`: the verifying listener, with what verification needs. */
@@ -125,6 +130,15 @@ export function readInListener(v: Validator, raw: Raw): InListenerConfig | undef
   else if (checks.includes('dmarc') && !(checks.includes('dkim') && checks.includes('spf'))) v.warn([...path, 'checks'], `dmarc without ${checks.includes('dkim') ? 'spf' : 'dkim'}: only ${checks.includes('dkim') ? 'DKIM' : 'SPF'} alignment can make DMARC pass`);
   const rejectFail = v.bool(r.t, path, 'reject_fail') ?? false;
   if (rejectFail && !checks.includes('dmarc')) v.error([...path, 'reject_fail'], 'rejects on the DMARC result: add "dmarc" to [in] checks, or set reject_fail = false');
+  const trusted: string[] = [];
+  for (const d of v.strings(r.t, path, 'arc_trusted_sealers') ?? []) {
+    const lower = d.toLowerCase().replace(/\.$/, '');
+    if (!DOMAIN.test(lower)) v.error([...path, 'arc_trusted_sealers'], `expected domain names (the d= of the sealers' ARC-Seal), got "${d}"`);
+    else trusted.push(lower);
+  }
+  if (trusted.length > 0 && !(checks.includes('arc') && checks.includes('dmarc'))) {
+    v.error([...path, 'arc_trusted_sealers'], 'trusted sealers change the DMARC disposition after ARC validation: add "arc" and "dmarc" to [in] checks');
+  }
   return Object.freeze({
     ...r.base,
     checks: Object.freeze(checks),
@@ -133,6 +147,8 @@ export function readInListener(v: Validator, raw: Raw): InListenerConfig | undef
     rejectFail,
     rejectError: v.bool(r.t, path, 'reject_error') ?? false,
     xDkimAuthenticationResults: v.bool(r.t, path, 'x_dkim_authentication_results') ?? false,
+    arcSeal: v.bool(r.t, path, 'arc_seal') ?? false,
+    arcTrustedSealers: Object.freeze(trusted),
     authservId: v.string(r.t, path, 'authserv_id') ?? r.base.hostname,
     maxSignatures: v.integer(r.t, path, 'max_signatures', 1, 50) ?? 10,
     allowSha1: v.bool(r.t, path, 'legacy_sha1') ?? false,

@@ -96,17 +96,17 @@ describe('config loading', () => {
     expectIssue(r, 24, 'dnss', /did you mean "dns"\?/);
   });
 
-  it('[in] runs DKIM, SPF and DMARC by default, reporting only; checks and the verdict switches are validated', async () => {
+  it('[in] runs DKIM, SPF, DMARC and ARC by default, reporting only; checks and the verdict switches are validated', async () => {
     const base = '[in]\nlisten = "127.0.0.1:10025"\nrelay = "127.0.0.1:10026"\nhostname = "mx.example.com"\n';
     const d = await load(base);
     assert.ok(d.ok, issues(d).join('\n'));
-    assert.deepEqual(d.config.in!.checks, ['dkim', 'spf', 'dmarc']);
+    assert.deepEqual(d.config.in!.checks, ['dkim', 'spf', 'dmarc', 'arc']);
     assert.deepEqual([d.config.in!.rejectFail, d.config.in!.rejectError, d.config.in!.receivedSpf, d.config.in!.xDkimAuthenticationResults], [false, false, false, false]);
     const on = await load(`${base}checks = ["DKIM", "dmarc", "spf"]\nreject_fail = true\nreject_error = true\nreceived_spf = true\nx_dkim_authentication_results = true\n`);
     assert.ok(on.ok, issues(on).join('\n'));
     assert.deepEqual(on.config.in!.checks, ['dkim', 'dmarc', 'spf']);
     assert.equal(on.config.in!.rejectFail, true);
-    expectIssue(await load(`${base}checks = ["dkim", "adsp"]\n`), 5, 'in.checks', /expected some of "dkim", "spf", "dmarc", got "adsp"/);
+    expectIssue(await load(`${base}checks = ["dkim", "adsp"]\n`), 5, 'in.checks', /expected some of "dkim", "spf", "dmarc", "arc", got "adsp"/);
     expectIssue(await load(`${base}checks = ["dmarc"]\n`), 5, 'in.checks', /dmarc needs "dkim" or "spf"/);
     expectIssue(await load(`${base}checks = ["dkim"]\nreject_fail = true\n`), 6, 'in.reject_fail', /add "dmarc" to \[in\] checks/);
     expectIssue(await load(`${base}reject_error = "yes"\n`), 5, 'in.reject_error', /expected true or false, got "yes"/);
@@ -117,6 +117,30 @@ describe('config loading', () => {
     const half = await load(`${base}checks = ["dkim", "dmarc"]\n`);
     assert.ok(half.ok);
     assert.match(half.warnings.map((w) => w.message).join('\n'), /dmarc without spf/);
+  });
+
+  it('[arc]: the sealer with its key from the signers\' template, the authserv-id from [in]; every mistake named', async () => {
+    const inBase = '[in]\nlisten = "127.0.0.1:10025"\nrelay = "127.0.0.1:10026"\nhostname = "mx.lists.example.org"\n';
+    const ok = await load(`${inBase}arc_seal = true\narc_trusted_sealers = ["Lists.Example.NET."]\n\n[arc]\ndomain = "lists.example.org"\nselector = "arc1"\n`, [{ domain: 'lists.example.org', selector: 'arc1' }]);
+    assert.ok(ok.ok, issues(ok).join('\n'));
+    assert.equal(ok.config.arc!.sealer.domain, 'lists.example.org');
+    assert.equal(ok.config.arc!.authservId, 'mx.lists.example.org');
+    assert.equal(ok.config.arc!.sealer.algorithm, 'rsa-sha256');
+    assert.deepEqual(ok.config.in!.arcTrustedSealers, ['lists.example.net']);
+    assert.equal(ok.config.in!.arcSeal, true);
+    const ed = await load(`${inBase}arc_seal = true\n\n[signing]\nkey_file = "keys/%{d}/%{s}.key"\n\n[arc]\ndomain = "lists.example.org"\nselector = "ed"\nalgorithm = "ed25519-sha256"\nauthserv_id = "gw.example"\n`, [{ domain: 'lists.example.org', selector: 'ed', kind: 'ed25519' }]);
+    assert.ok(ed.ok, issues(ed).join('\n'));
+    assert.equal(ed.config.arc!.authservId, 'gw.example');
+    expectIssue(await load(`${inBase}arc_seal = true\n`), 5, 'in.arc_seal', /add an \[arc\] table/);
+    expectIssue(await load(`${inBase}arc_trusted_sealers = ["not a domain"]\n`), 5, 'in.arc_trusted_sealers', /expected domain names/);
+    expectIssue(await load(`${inBase}checks = ["dkim", "dmarc"]\narc_trusted_sealers = ["lists.example.net"]\n`), 6, 'in.arc_trusted_sealers', /add "arc" and "dmarc"/);
+    expectIssue(await load(`${inBase}arc_seal = true\n\n[arc]\ndomain = "lists.example.org"\nselector = "missing"\n`), 7, 'arc.key_file', /cannot read key .*missing\.key/);
+    expectIssue(await load(`${inBase}arc_seal = true\n\n[arc]\nselector = "arc1"\n`), 7, 'arc.domain', /sealing domain/);
+    expectIssue(await load(`${inBase}arc_seal = true\n\n[arc]\ndomain = "lists.example.org"\nselector = "arc1"\nheaders = ["From", "ARC-Seal"]\n`, [{ domain: "lists.example.org", selector: "arc1" }]), 10, "arc.headers", /must not sign arc-seal/);
+    expectIssue(await load(`${inBase}arc_seal = true\n\n[arc]\ndomain = "lists.example.org"\nselector = "arc1"\nalgorithm = "ed25519-sha256"\n`, [{ domain: "lists.example.org", selector: "arc1" }]), 10, "arc.algorithm", /needs an ed25519 key/);
+    const unused = await load(`${inBase}\n[arc]\ndomain = "lists.example.org"\nselector = "arc1"\n`, [{ domain: 'lists.example.org', selector: 'arc1' }]);
+    assert.ok(unused.ok);
+    assert.match(unused.warnings.map((w) => w.message).join('\n'), /nothing seals with it/);
   });
 
   it('requires listen and relay, and refuses a lone tls_cert', async () => {

@@ -11,6 +11,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import TOML from '@iarna/toml';
 import type { SigningAlgorithm } from '../dkim/index.js';
+import { arcConfig, readArc } from './arc.js';
 import { expandKeyPath, loadSignerKeys, type KeyMaterial, type LoadedKey } from './keys.js';
 import { checkListenerFiles, readDns, readHostPort, readInListener, readOutListener } from './listeners.js';
 import { Locator } from './locate.js';
@@ -48,7 +49,7 @@ export interface NeededKey {
 
 export type KeyRefsResult = { readonly ok: true; readonly keys: readonly NeededKey[] } | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
 
-const TOP_KEYS = ['out', 'in', 'dns', 'signing', 'domain', 'signature', 'log', 'metrics', 'workers'];
+const TOP_KEYS = ['out', 'in', 'arc', 'dns', 'signing', 'domain', 'signature', 'log', 'metrics', 'workers'];
 
 type Parsed = { readonly ok: true; readonly raw: Raw; readonly text: string } | { readonly ok: false; readonly issue: ConfigIssue };
 
@@ -73,6 +74,7 @@ function readTables(v: Validator, raw: Raw, options: LoadOptions) {
   const tables = readSigningTables(v, raw, options.env ?? process.env);
   const out = readOutListener(v, raw);
   const inListener = readInListener(v, raw);
+  const arc = readArc(v, raw, out, inListener);
   const dns = readDns(v, raw);
   const logRaw = v.table(raw, [], 'log') ?? {};
   v.known(logRaw, ['log'], ['level', 'format']);
@@ -88,7 +90,7 @@ function readTables(v: Validator, raw: Raw, options: LoadOptions) {
     level: v.oneOf(logRaw, ['log'], 'level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? 'info',
     format: v.oneOf(logRaw, ['log'], 'format', ['auto', 'json', 'pretty'] as const) ?? 'auto',
   });
-  return { tables, out, in: inListener, dns, log, metrics: Object.freeze({ listen: metricsListen }), workers };
+  return { tables, out, in: inListener, arc, dns, log, metrics: Object.freeze({ listen: metricsListen }), workers };
 }
 
 export async function loadConfig(file: string, options: LoadOptions = {}): Promise<LoadResult> {
@@ -102,7 +104,8 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   // Files last: only for a config that is otherwise sound, all errors together.
   const cwd = options.cwd ?? process.cwd();
   for (const [name, l] of [['out', t.out], ['in', t.in]] as const) if (l) await checkListenerFiles(v, name, l, cwd);
-  const keys = await loadSignerKeys(v, t.tables.pending, t.tables.vault, cwd, options.keys);
+  const keys = await loadSignerKeys(v, [...t.tables.pending, ...(t.arc ? [t.arc.pending] : [])], t.tables.vault, cwd, options.keys);
+  const arc = t.arc && arcConfig(v, t.arc, keys.get(t.arc.pending));
   if (v.issues.length > 0) return failed();
 
   const config: ProxyConfig = Object.freeze({
@@ -110,6 +113,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
     text: parsed.text,
     out: t.out,
     in: t.in,
+    arc,
     dns: t.dns,
     signing: signingConfig(t.tables, keys),
     log: t.log,
@@ -124,11 +128,11 @@ export async function keyRefs(file: string, options: LoadOptions = {}): Promise<
   const parsed = await parseFile(file, options.text);
   if (!parsed.ok) return { ok: false, issues: [parsed.issue] };
   const v = new Validator(new Locator(parsed.text));
-  const { tables } = readTables(v, parsed.raw, options);
+  const { tables, arc } = readTables(v, parsed.raw, options);
   if (v.issues.length > 0) return { ok: false, issues: v.issues };
   const seen = new Set<string>();
   const refs: NeededKey[] = [];
-  for (const p of tables.pending) {
+  for (const p of [...tables.pending, ...(arc ? [arc.pending] : [])]) {
     const keyFile = expandKeyPath(p.settings.keyFile, p.domain, p.settings.selector);
     if (seen.has(keyFile)) continue;
     seen.add(keyFile);

@@ -1,4 +1,5 @@
 /** The validated configuration: one immutable object, built once per load. */
+import type { PreparedSealer } from '../arc/seal.js';
 import type { Canonicalization, PreparedSigner, SigningAlgorithm, SigningKey } from '../dkim/index.js';
 
 export type DnsPolicy = 'SignAlways' | 'SignOnlyIfInDNS' | 'TempFailIfNotInDNS';
@@ -94,7 +95,12 @@ export interface ListenerConfig {
   readonly relayTls: 'off' | 'opportunistic' | 'required';
 }
 
-export type InboundCheck = 'dkim' | 'spf' | 'dmarc';
+export interface OutListenerConfig extends ListenerConfig {
+  /** Seal each message on the way out with the results our `in` wrote (a list's or forwarder's ARC set). */
+  readonly arcSeal: boolean;
+}
+
+export type InboundCheck = 'dkim' | 'spf' | 'dmarc' | 'arc';
 
 export interface InListenerConfig extends ListenerConfig {
   readonly authservId: string;
@@ -113,6 +119,24 @@ export interface InListenerConfig extends ListenerConfig {
   readonly rejectError: boolean;
   /** DKIMproxy's X-DKIM-Authentication-Results field (pass, fail, none...). */
   readonly xDkimAuthenticationResults: boolean;
+  /** Seal at receipt with the results just computed (a sealing gateway). */
+  readonly arcSeal: boolean;
+  /** ARC-Seal d= domains whose passing chain overrides a DMARC fail to disposition none (RFC 7489 trusted_forwarder). */
+  readonly arcTrustedSealers: readonly string[];
+}
+
+/** `[arc]`: who seals, with which key. */
+export interface ArcConfig {
+  readonly domain: string;
+  readonly selector: string;
+  readonly algorithm: SigningAlgorithm;
+  /** The key_file template as configured (`%{d}`, `%{s}`). */
+  readonly keyFile: string;
+  readonly keySource: string;
+  readonly key: SigningKey;
+  readonly authservId: string;
+  /** The engine's sealer, checked once at load. */
+  readonly sealer: PreparedSealer;
 }
 
 export interface DnsConfig {
@@ -128,8 +152,9 @@ export interface ProxyConfig {
   readonly file: string;
   /** The file's text as it was read: workers get this, so they build the very same config. */
   readonly text: string;
-  readonly out: ListenerConfig | undefined;
+  readonly out: OutListenerConfig | undefined;
   readonly in: InListenerConfig | undefined;
+  readonly arc: ArcConfig | undefined;
   readonly dns: DnsConfig;
   readonly signing: SigningConfig;
   readonly log: {

@@ -296,3 +296,34 @@ export function hashBody(body: Uint8Array, canon: Canon, algorithm: HashAlgorith
   h.update(body);
   return h.digest();
 }
+
+/**
+ * The body hashes one message needs, one per canonicalization, hash and
+ * `l=`: signatures (DKIM's and ARC's) that share one share a pass over the
+ * body.
+ */
+export class BodyHashSet {
+  private readonly hashers = new Map<string, BodyHasher>();
+  private results: Map<string, BodyHashResult> | undefined;
+
+  /** Registers a hash (before the body is fed) and returns its key. */
+  want(canon: Canon, hash: HashAlgorithm, l: number | undefined): string {
+    const key = `${canon}/${hash}/${l ?? ''}`;
+    if (this.hashers.has(key)) return key;
+    if (this.results !== undefined) throw new Error('BodyHashSet: a new hash was asked for after the body ended');
+    this.hashers.set(key, createBodyHasher(canon, hash, l));
+    return key;
+  }
+
+  update(chunk: Uint8Array): void {
+    for (const h of this.hashers.values()) h.update(chunk);
+  }
+
+  /** The hash for a key from `want`; the first call ends the body. */
+  result(key: string): BodyHashResult {
+    this.results ??= new Map([...this.hashers].map(([k, h]) => [k, h.digest()] as const));
+    const r = this.results.get(key);
+    if (r === undefined) throw new Error(`BodyHashSet: no hash ${key} was asked for`);
+    return r;
+  }
+}

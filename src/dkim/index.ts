@@ -2,7 +2,7 @@
 export { parseTagList, type Tag, type TagListResult } from './tags.js';
 export { parseCanonicalization, canonicalizeHeader, relaxedHeader, type Canon, type Canonicalization } from './canonicalize.js';
 export { findBodyStart, parseHeaderBlock, selectHeaders, type HeaderField } from './headers.js';
-export { createBodyHasher, hashBody, type BodyHasher, type BodyHashResult, type HashAlgorithm } from './bodyhash.js';
+export { BodyHashSet, createBodyHasher, hashBody, type BodyHasher, type BodyHashResult, type HashAlgorithm } from './bodyhash.js';
 export { LineEndNormalizer, normalizeLineEnds } from './normalize.js';
 export {
   parseSignature,

@@ -2,7 +2,7 @@
  * Signing: any number of signatures over one message in one pass of the body.
  * Pure: the time and the keys come in as arguments.
  */
-import { createBodyHasher, type BodyHasher } from './bodyhash.js';
+import { BodyHashSet } from './bodyhash.js';
 import { canonicalizeHeader, type Canonicalization } from './canonicalize.js';
 import { signHeaderData, signHeaderDataAsync } from './crypto.js';
 import { asciiLower, countHeaders, findBodyStart, parseHeaderBlock, selectHeaders, type HeaderField } from './headers.js';
@@ -152,20 +152,25 @@ export class PreparedSigner {
 /** Signs one message. Feed the body with `update`, then call `finish` once. */
 export class MessageSigner {
   private readonly fields: readonly HeaderField[];
-  private readonly hashers = new Map<string, BodyHasher>();
+  private readonly bodies: BodyHashSet;
+  private readonly ownsBodies: boolean;
   private readonly signers: readonly PreparedSigner[];
 
-  /** `headerBlock`: the binary string, or its fields if the caller has parsed them already. */
-  constructor(headerBlock: string | readonly HeaderField[], signers: readonly PreparedSigner[]) {
+  /**
+   * `headerBlock`: the binary string, or its fields if the caller has parsed
+   * them already. `bodies`: hashes shared with another step (an ARC seal),
+   * fed by their owner.
+   */
+  constructor(headerBlock: string | readonly HeaderField[], signers: readonly PreparedSigner[], bodies?: BodyHashSet) {
     this.signers = signers;
     this.fields = typeof headerBlock === 'string' ? parseHeaderBlock(headerBlock) : headerBlock;
-    for (const p of signers) {
-      if (!this.hashers.has(p.hasherKey)) this.hashers.set(p.hasherKey, createBodyHasher(p.request.canonicalization.body, p.hash));
-    }
+    this.bodies = bodies ?? new BodyHashSet();
+    this.ownsBodies = bodies === undefined;
+    for (const p of signers) this.bodies.want(p.request.canonicalization.body, p.hash, undefined);
   }
 
   update(chunk: Uint8Array): void {
-    for (const h of this.hashers.values()) h.update(chunk);
+    if (this.ownsBodies) this.bodies.update(chunk);
   }
 
   /** Returns one DKIM-Signature field (ending in CRLF) per request, in request order. */
@@ -191,10 +196,9 @@ export class MessageSigner {
 
   /** Each request's DKIM-Signature field with an empty b=, and the data its signature covers. */
   private unsigned(now: number): Unsigned[] {
-    const bodies = new Map([...this.hashers].map(([k, h]) => [k, h.digest()] as const));
     return this.signers.map((signer) => {
       const r = signer.request;
-      const body = bodies.get(signer.hasherKey)!;
+      const body = this.bodies.result(this.bodies.want(r.canonicalization.body, signer.hash, undefined));
       const h = expandHeaderList(r.headers ?? DEFAULT_SIGNED_HEADERS, this.fields, r.overSign ?? true);
       const selected = selectHeaders(this.fields, h);
       const t = Math.floor(now);

@@ -3,8 +3,7 @@
  * a cap, each with a typed outcome. Pure: key records and the time come in as
  * arguments, so DNS lives with the caller.
  */
-import { createBodyHasher, type BodyHasher, type BodyHashResult, type HashAlgorithm } from './bodyhash.js';
-import type { Canon } from './canonicalize.js';
+import { BodyHashSet, type BodyHashResult, type HashAlgorithm } from './bodyhash.js';
 import { verifyHeaderData } from './crypto.js';
 import { findBodyStart, parseHeaderBlock, selectHeaders, type HeaderField } from './headers.js';
 import { parseKeyRecord, type DkimKeyRecord } from './keyrecord.js';
@@ -40,36 +39,6 @@ export interface VerifyOptions {
    * its owner feeds it, and `update` here then does nothing.
    */
   readonly bodies?: BodyHashSet;
-}
-
-/**
- * The body hashes one message needs, one per canonicalization, hash and
- * `l=`: signatures (DKIM's and ARC's) that share one share a pass over the
- * body.
- */
-export class BodyHashSet {
-  private readonly hashers = new Map<string, BodyHasher>();
-  private results: Map<string, BodyHashResult> | undefined;
-
-  /** Registers a hash (before the body is fed) and returns its key. */
-  want(canon: Canon, hash: HashAlgorithm, l: number | undefined): string {
-    const key = `${canon}/${hash}/${l ?? ''}`;
-    if (this.results !== undefined) throw new Error('BodyHashSet: a hash was asked for after the body ended');
-    if (!this.hashers.has(key)) this.hashers.set(key, createBodyHasher(canon, hash, l));
-    return key;
-  }
-
-  update(chunk: Uint8Array): void {
-    for (const h of this.hashers.values()) h.update(chunk);
-  }
-
-  /** The hash for a key from `want`; the first call ends the body. */
-  result(key: string): BodyHashResult {
-    this.results ??= new Map([...this.hashers].map(([k, h]) => [k, h.digest()] as const));
-    const r = this.results.get(key);
-    if (r === undefined) throw new Error(`BodyHashSet: no hash ${key} was asked for`);
-    return r;
-  }
 }
 
 export const DEFAULT_MAX_SIGNATURES = 10;

@@ -89,6 +89,8 @@ export interface DmarcOutcome {
   readonly recordAt: string | undefined;
   readonly pct: number | undefined;
   readonly reason: string;
+  /** Local policy changed the disposition (RFC 7489 §6.7's PolicyOverrideReason): a trusted ARC sealer vouched for the message. */
+  readonly override?: { readonly type: 'trusted_forwarder'; readonly sealer: string; readonly vouch: string };
 }
 
 /** §6.6.4: mail not sampled by pct gets the next policy down. */

@@ -7,6 +7,7 @@ import { commentText, pvalue } from '../dkim/index.js';
 import type { DmarcOutcome } from './evaluate.js';
 
 export function dmarcResinfo(o: DmarcOutcome): string {
-  const comment = o.policy !== undefined && o.disposition !== undefined ? `p=${o.policy} dis=${o.disposition}` : commentText(o.reason);
+  const policy = o.policy !== undefined && o.disposition !== undefined ? `p=${o.policy} dis=${o.disposition}` : commentText(o.reason);
+  const comment = o.override ? `${policy}; override=${o.override.type}: ARC sealed by ${o.override.sealer}, which saw ${commentText(o.override.vouch)}` : policy;
   return `dmarc=${o.result} (${comment})${o.domain !== null ? ` header.from=${pvalue(o.domain)}` : ''}`;
 }

@@ -21,6 +21,10 @@ export interface ProxyMetrics {
   spf(result: string): void;
   /** In: one DMARC result per message checked, with the policy that applied and what was done. */
   dmarc(result: string, policy: string, disposition: string): void;
+  /** In: one ARC chain result per message checked. */
+  arc(result: string): void;
+  /** A new ARC set (by its cv=), or `refused` when the chain could not take one. */
+  arcSeal(cv: string): void;
   /** A next-hop reply to DATA (per recipient with LMTP), or a next hop that could not be reached or failed. */
   relay(kind: Kind, reply: number | 'unreachable' | 'failed'): void;
   /** The client's final answer to DATA and what the transaction cost. */
@@ -37,6 +41,8 @@ export const NO_METRICS: ProxyMetrics = {
   verified() {},
   spf() {},
   dmarc() {},
+  arc() {},
+  arcSeal() {},
   relay() {},
   transaction() {},
   dnsCache() {},
@@ -78,6 +84,8 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
   const verified = new Counter({ name: 'dkim_proxy_verifications_total', help: 'DKIM results from in, one per signature (none: unsigned message), by d= and result', labelNames: ['domain', 'result'], registers: [registry] });
   // Named as the issue that asked for them spells them (dmarc_results, spf_results), under our prefix.
   const spf = new Counter({ name: 'dkim_proxy_spf_results', help: 'SPF results from in, one per message checked', labelNames: ['result'], registers: [registry] });
+  const arc = new Counter({ name: 'dkim_proxy_arc_results', help: 'ARC chain results from in, one per message checked', labelNames: ['result'], registers: [registry] });
+  const arcSeals = new Counter({ name: 'dkim_proxy_arc_seals_total', help: 'ARC sets added, by their cv= (refused: the chain could not take one)', labelNames: ['cv'], registers: [registry] });
   const dmarc = new Counter({ name: 'dkim_proxy_dmarc_results', help: 'DMARC results from in, one per message checked, by the policy for the From domain and the disposition (after pct)', labelNames: ['result', 'policy', 'disposition'], registers: [registry] });
   const relay = new Counter({ name: 'dkim_proxy_relay_replies_total', help: 'Next-hop replies to DATA by class; unreachable and failed when there was none', labelNames: ['kind', 'class'], registers: [registry] });
   const messages = new Counter({ name: 'dkim_proxy_messages_total', help: 'DATA transactions by the reply the client got (2xx relayed, 4xx try later, 5xx refused)', labelNames: ['kind', 'class'], registers: [registry] });
@@ -122,6 +130,8 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
     },
     spf: (result) => spf.inc({ result }),
     dmarc: (result, policy, disposition) => dmarc.inc({ result, policy, disposition }),
+    arc: (result) => arc.inc({ result }),
+    arcSeal: (cv) => arcSeals.inc({ cv }),
     relay: (kind, reply) => relay.inc({ kind, class: typeof reply === 'number' ? replyClass(reply) : reply }),
     transaction(kind, code, size, secs) {
       messages.inc({ kind, class: replyClass(code) });

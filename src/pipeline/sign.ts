@@ -4,14 +4,15 @@
  * the same pass over the body. `dkim-proxy sign --config` runs this very
  * processor, so the offline answer is the proxy's.
  */
-import { MessageSigner } from '../dkim/index.js';
+import { MessageSealer, type PreparedSealer } from '../arc/seal.js';
+import { BodyHashSet, MessageSigner, parseHeaderBlock } from '../dkim/index.js';
 import type { SigningConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
 import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
 import { authorDomain } from '../policy/author.js';
 import { planSignatures } from '../policy/signing.js';
 import { replies } from '../smtp/replies.js';
-import type { MessageHead, MessageProcessor, MessageRun, Processed } from './message.js';
+import type { MessageHead, MessageProcessor, MessageRun } from './message.js';
 
 export interface SignatureMade {
   readonly d: string;
@@ -19,10 +20,13 @@ export interface SignatureMade {
   readonly a: string;
 }
 
+/** The ARC set added ([out] arc_seal), or why the chain could not take one. */
+export type SealReport = { readonly instance: number; readonly cv: string } | { readonly refused: string };
+
 export type SigningReport =
-  | { readonly kind: 'signed'; readonly authorDomain: string | null; readonly signatures: readonly SignatureMade[]; readonly notes: readonly string[] }
-  /** No rule signs it, and `unsigned = "relay"`: it goes on as it came. */
-  | { readonly kind: 'unsigned'; readonly authorDomain: string | null; readonly reason: string };
+  | { readonly kind: 'signed'; readonly authorDomain: string | null; readonly signatures: readonly SignatureMade[]; readonly notes: readonly string[]; readonly sealed?: SealReport }
+  /** No rule signs it, and `unsigned = "relay"`: it goes on as it came (sealed, when `out` seals). */
+  | { readonly kind: 'unsigned'; readonly authorDomain: string | null; readonly reason: string; readonly sealed?: SealReport };
 
 export interface SigningDeps {
   readonly signing: () => SigningConfig;
@@ -36,9 +40,9 @@ export interface SigningDeps {
    * the hand-over would cost more than it saves.
    */
   readonly offload?: () => boolean;
+  /** The sealer when `out` seals; undefined when it does not. */
+  readonly sealer?: () => PreparedSealer | undefined;
 }
-
-const NONE = Buffer.alloc(0);
 
 export class SigningProcessor implements MessageProcessor<SigningReport> {
   private readonly deps: SigningDeps;
@@ -54,33 +58,50 @@ export class SigningProcessor implements MessageProcessor<SigningReport> {
     const author = authorDomain(head.fields);
     const domain = author.ok ? author.domain : null;
     const plan = await planSignatures(signing, domain, this.deps.lookup);
+    let unsignedReason: string | undefined;
     switch (plan.kind) {
       case 'tempfail':
         this.metrics.signing(domain, 'tempfail', []);
         throw replies.notSigned(plan.reason);
       case 'unsigned': {
-        const reason = author.ok ? plan.reason : author.reason;
+        unsignedReason = author.ok ? plan.reason : author.reason;
         if (signing.unsigned === 'refuse') {
           this.metrics.signing(domain, 'refused', []);
-          throw replies.refusedUnsigned(reason);
+          throw replies.refusedUnsigned(unsignedReason);
         }
-        this.metrics.signing(domain, 'unsigned', []);
-        const done: Processed<SigningReport> = { prepend: NONE, headerBlock: head.block, report: { kind: 'unsigned', authorDomain: domain, reason } };
-        return { update: () => {}, finish: () => Promise.resolve(done) };
+        break;
       }
       case 'sign':
         break;
     }
-    const signer = new MessageSigner(head.fields, plan.signers.map((s) => s.prepared));
+    const bodies = new BodyHashSet();
+    const signers = plan.kind === 'sign' ? plan.signers : [];
+    const signer = signers.length > 0 ? new MessageSigner(head.fields, signers.map((s) => s.prepared), bodies) : undefined;
+    const preparedSealer = this.deps.sealer?.();
+    const sealer = preparedSealer && new MessageSealer(preparedSealer, bodies);
     const offload = this.deps.offload ?? (() => false);
     return {
-      update: (chunk) => signer.update(chunk),
+      update: (chunk) => bodies.update(chunk),
       finish: async () => {
         const now = this.deps.now();
-        const fields = offload() ? await signer.finishAsync(now) : signer.finish(now);
-        this.metrics.signing(plan.signers[0]!.domain, 'signed', plan.signers);
-        const signatures = plan.signers.map((x) => ({ d: x.domain, s: x.selector, a: x.algorithm }));
-        return { prepend: Buffer.from(fields.join(''), 'latin1'), headerBlock: head.block, report: { kind: 'signed', authorDomain: domain, signatures, notes: plan.notes } };
+        const fields = signer === undefined ? [] : offload() ? await signer.finishAsync(now) : signer.finish(now);
+        // RFC 8617 §5.1: the seal goes on last, so that its AMS covers our DKIM-Signature.
+        let sealed: SealReport | undefined;
+        let prepend = fields.join('');
+        if (sealer) {
+          const seal = await sealer.sealAsync([...parseHeaderBlock(prepend), ...head.fields], now);
+          this.metrics.arcSeal(seal.ok ? seal.cv : 'refused');
+          if (seal.ok) prepend = seal.fields.join('') + prepend;
+          sealed = seal.ok ? { instance: seal.instance, cv: seal.cv } : { refused: seal.reason };
+        }
+        const extra = sealed ? { sealed } : {};
+        if (signer === undefined) {
+          this.metrics.signing(domain, 'unsigned', []);
+          return { prepend: Buffer.from(prepend, 'latin1'), headerBlock: head.block, report: { kind: 'unsigned', authorDomain: domain, reason: unsignedReason ?? 'not signed', ...extra } };
+        }
+        this.metrics.signing(signers[0]!.domain, 'signed', signers);
+        const signatures = signers.map((x) => ({ d: x.domain, s: x.selector, a: x.algorithm }));
+        return { prepend: Buffer.from(prepend, 'latin1'), headerBlock: head.block, report: { kind: 'signed', authorDomain: domain, signatures, notes: plan.kind === 'sign' ? plan.notes : [], ...extra } };
       },
     };
   }
@@ -88,9 +109,9 @@ export class SigningProcessor implements MessageProcessor<SigningReport> {
   logFields(report: SigningReport): Record<string, unknown> {
     switch (report.kind) {
       case 'signed':
-        return { authorDomain: report.authorDomain, signatures: report.signatures };
+        return { authorDomain: report.authorDomain, signatures: report.signatures, ...(report.sealed ? { arcSealed: report.sealed } : {}) };
       case 'unsigned':
-        return { authorDomain: report.authorDomain, unsigned: report.reason };
+        return { authorDomain: report.authorDomain, unsigned: report.reason, ...(report.sealed ? { arcSealed: report.sealed } : {}) };
     }
   }
 }

@@ -23,7 +23,13 @@ import {
   type HeaderField,
   type KeyAnswer,
 } from '../dkim/index.js';
+import { arcResinfo } from '../arc/header.js';
+import { MessageSealer, type PreparedSealer } from '../arc/seal.js';
+import { applyTrustedForwarder, isTrustedSealer } from '../arc/trust.js';
+import { ArcVerifier, type ArcOutcome } from '../arc/verify.js';
 import type { InboundCheck } from '../config/types.js';
+import { BodyHashSet } from '../dkim/bodyhash.js';
+import { parseHeaderBlock } from '../dkim/headers.js';
 import { discoverPolicy, evaluateDmarc, type Discovery, type DmarcOutcome } from '../dmarc/evaluate.js';
 import { fromDomain } from '../dmarc/from.js';
 import { dmarcResinfo } from '../dmarc/header.js';
@@ -50,6 +56,8 @@ export interface VerifySettings {
   readonly rejectFail: boolean;
   readonly rejectError: boolean;
   readonly xDkimAuthenticationResults: boolean;
+  /** ARC-Seal d= domains trusted to vouch for a DMARC fail (default none). */
+  readonly arcTrustedSealers?: readonly string[];
 }
 
 export interface DkimVerification {
@@ -64,6 +72,7 @@ export interface InboundResults {
   readonly dkim: DkimVerification | undefined;
   readonly spf: SpfOutcome | undefined;
   readonly dmarc: DmarcOutcome | undefined;
+  readonly arc: ArcOutcome | undefined;
 }
 
 /** What `reject_fail` and `reject_error` decided; `accept` when neither applies. */
@@ -79,6 +88,8 @@ export interface InboundReport extends InboundResults {
   /** The field prepended (with CRLF). */
   readonly authenticationResults: string;
   readonly verdict: Verdict;
+  /** The ARC set we added ([in] arc_seal), or why none was. */
+  readonly sealed?: { readonly instance: number; readonly cv: string } | { readonly refused: string };
 }
 
 export interface VerifyDeps {
@@ -92,6 +103,8 @@ export interface VerifyDeps {
   readonly metrics?: ProxyMetrics;
   /** For DMARC's pct sampling; [0, 1). */
   readonly random?: () => number;
+  /** The sealer when `in` seals at receipt; undefined when it does not. */
+  readonly sealer?: () => PreparedSealer | undefined;
 }
 
 /** The message as the checks see it: forged results already gone. */
@@ -106,11 +119,6 @@ export interface EarlyChecks {
   readonly spf: Promise<SpfOutcome> | undefined;
 }
 
-interface CheckRun<T> {
-  update(chunk: Uint8Array): void;
-  finish(): Promise<T>;
-}
-
 /** A promise that is awaited later, or never (a message refused for its size): its rejection must not end the process. */
 function started<T>(p: Promise<T>): Promise<T> {
   p.catch(() => undefined);
@@ -118,18 +126,28 @@ function started<T>(p: Promise<T>): Promise<T> {
 }
 
 /** DKIM (RFC 6376): every signature up to the limit, author-aligned ones first. */
-function dkimCheck(message: InboundMessage, settings: VerifySettings, deps: VerifyDeps): CheckRun<DkimVerification> {
+function dkimCheck(message: InboundMessage, settings: VerifySettings, deps: VerifyDeps, bodies: BodyHashSet): () => Promise<DkimVerification> {
   const verifier = new MessageVerifier(message.fields, {
     maxSignatures: settings.maxSignatures,
     allowSha1: settings.allowSha1,
     allowShortKeys: settings.allowShortKeys,
     authorDomain: message.authorDomain ?? undefined,
+    bodies,
   });
-  const keys = started(Promise.all(verifier.keyQueries().map(async (n) => [n, await deps.lookup(n)] as [string, KeyAnswer])));
-  return {
-    update: (chunk) => verifier.update(chunk),
-    finish: async () => ({ outcomes: verifier.finish(new Map(await keys), deps.now()), skipped: verifier.skipped }),
-  };
+  const keys = lookupAll(verifier.keyQueries(), deps);
+  return async () => ({ outcomes: verifier.finish(await keys, deps.now()), skipped: verifier.skipped });
+}
+
+/** ARC (RFC 8617): the chain's form now, its keys asked for now, its signatures checked when the body is in. */
+function arcCheck(message: InboundMessage, settings: VerifySettings, deps: VerifyDeps, bodies: BodyHashSet): () => Promise<ArcOutcome> {
+  const verifier = new ArcVerifier(message.fields, { maxSignatures: settings.maxSignatures, allowSha1: settings.allowSha1, allowShortKeys: settings.allowShortKeys, bodies });
+  const keys = lookupAll(verifier.keyQueries(), deps);
+  return async () => verifier.finish(await keys, deps.now());
+}
+
+/** Key records by name, the lookups started at once and shared by name. */
+function lookupAll(names: readonly string[], deps: VerifyDeps): Promise<Map<string, KeyAnswer>> {
+  return started(Promise.all(names.map(async (n) => [n, await deps.lookup(n)] as [string, KeyAnswer])).then((entries) => new Map(entries)));
 }
 
 /** SPF (RFC 7208) for the envelope's client; undefined when the client is not known (an offline check without --client-ip). */
@@ -179,14 +197,17 @@ export function decideVerdict(r: InboundResults, settings: VerifySettings): Verd
   if (!settings.rejectError) return { action: 'accept' };
   const dkimTemp = counted(r.dkim?.outcomes ?? []).filter((o) => o.result === 'temperror');
   const spfTemp = r.spf?.result === 'temperror';
+  // A trusted sealer's chain that could not be checked might yet have overridden a DMARC fail.
+  const arcTemp = r.arc?.temporary === true && r.arc.sealer !== undefined && isTrustedSealer(r.arc.sealer.d, settings.arcTrustedSealers ?? []);
   const temporary = [
     ...(spfTemp ? [`SPF: ${r.spf!.reason}`] : []),
     ...dkimTemp.map((o) => `DKIM d=${o.sig.d ?? '?'}: ${viewOutcome(o).detail ?? viewOutcome(o).reason ?? 'dns error'}`),
     ...(r.dmarc?.result === 'temperror' ? [`DMARC: ${r.dmarc.reason}`] : []),
+    ...(arcTemp ? [`ARC ${r.arc!.reason}`] : []),
   ];
   if (temporary.length === 0) return { action: 'accept' };
   const open = r.dmarc !== undefined
-    ? r.dmarc.result === 'temperror' || (r.dmarc.result === 'fail' && (spfTemp || dkimTemp.length > 0))
+    ? r.dmarc.result === 'temperror' || (r.dmarc.result === 'fail' && (spfTemp || dkimTemp.length > 0 || arcTemp))
     : !(counted(r.dkim?.outcomes ?? []).some((o) => o.result === 'pass') || r.spf?.result === 'pass');
   if (!open) return { action: 'accept' };
   return { action: 'defer', reason: temporary.join('; '), enhanced: spfTemp && temporary.length === 1 ? '4.7.24' : '4.7.0' };
@@ -228,16 +249,20 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport, Early
     const author = authorDomain(stripped.fields);
     const message: InboundMessage = { fields: stripped.fields, envelope, authorDomain: author.ok ? author.domain : null };
     const spf = early !== undefined ? early.spf : spfCheck(envelope, settings, this.deps);
-    const dkim = checks.has('dkim') ? dkimCheck(message, settings, this.deps) : undefined;
+    const bodies = new BodyHashSet();
+    const dkim = checks.has('dkim') ? dkimCheck(message, settings, this.deps, bodies) : undefined;
+    const arc = checks.has('arc') ? arcCheck(message, settings, this.deps, bodies) : undefined;
     // DMARC decides on SPF or DKIM: offline, with no client to check SPF for, it waits for --client-ip.
     const runDmarc = checks.has('dmarc') && (spf !== undefined || !checks.has('spf'));
     const discovery: Promise<Discovery> | undefined = runDmarc ? started(discoverPolicy(fromDomain(stripped.fields), this.deps.dns)) : undefined;
     const headerBlock = stripped.removed === 0 ? head.block : Buffer.from(stripped.fields.map((f) => f.raw).join(''), 'latin1');
+    const preparedSealer = this.deps.sealer?.();
+    const sealer = preparedSealer && new MessageSealer(preparedSealer, bodies);
     return {
-      update: (chunk) => dkim?.update(chunk),
+      update: (chunk) => bodies.update(chunk),
       finish: async () => {
-        const [dkimResult, spfResult, policy] = await Promise.all([dkim?.finish(), spf, discovery]);
-        const dmarc =
+        const [dkimResult, spfResult, policy, arcResult] = await Promise.all([dkim?.(), spf, discovery, arc?.()]);
+        const evaluated =
           policy === undefined
             ? undefined
             : evaluateDmarc(
@@ -248,14 +273,18 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport, Early
                 },
                 this.deps.random,
               );
-        const results: InboundResults = { dkim: dkimResult, spf: spfResult, dmarc };
+        const dmarc = evaluated && applyTrustedForwarder(evaluated, arcResult, settings.arcTrustedSealers ?? []);
+        const results: InboundResults = { dkim: dkimResult, spf: spfResult, dmarc, arc: arcResult };
         if (dkimResult) this.metrics.verified(dkimResult.outcomes);
         if (spfResult) this.metrics.spf(spfResult.result);
         if (dmarc) this.metrics.dmarc(dmarc.result, dmarc.policy ?? 'none', dmarc.disposition ?? 'none');
+        if (arcResult) this.metrics.arc(arcResult.result);
+        const remoteIp = envelope.clientAddress !== undefined && isIP(envelope.clientAddress) !== 0 ? envelope.clientAddress : undefined;
         const resinfos = [
           ...(spfResult ? [spfResinfo(spfResult, settings.spfMailfrom)] : []),
           ...(dkimResult ? dkimResinfos(dkimResult.outcomes) : []),
           ...(dmarc ? [dmarcResinfo(dmarc)] : []),
+          ...(arcResult ? [arcResinfo(arcResult, remoteIp)] : []),
         ];
         const authenticationResults = formatAuthenticationResultsField(settings.authservId, resinfos.length > 0 ? resinfos : ['none'], skippedNote(dkimResult?.skipped ?? 0));
         const extra = [
@@ -264,10 +293,19 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport, Early
         ];
         const verdict = decideVerdict(results, settings);
         const refusal = verdict.action === 'accept' ? undefined : verdictReply(verdict);
+        let prepend = authenticationResults + extra.join('');
+        let sealed: InboundReport['sealed'];
+        if (sealer && !refusal) {
+          // Sealed over the message as it is delivered: our results on top, forged ones gone.
+          const seal = await sealer.sealAsync([...parseHeaderBlock(prepend), ...stripped.fields], this.deps.now());
+          this.metrics.arcSeal(seal.ok ? seal.cv : 'refused');
+          if (seal.ok) prepend = seal.fields.join('') + prepend;
+          sealed = seal.ok ? { instance: seal.instance, cv: seal.cv } : { refused: seal.reason };
+        }
         return {
-          prepend: Buffer.from(authenticationResults + extra.join(''), 'latin1'),
+          prepend: Buffer.from(prepend, 'latin1'),
           headerBlock,
-          report: { ...results, forgedRemoved: stripped.removed, authenticationResults, verdict },
+          report: { ...results, forgedRemoved: stripped.removed, authenticationResults, verdict, ...(sealed ? { sealed } : {}) },
           ...(refusal ? { refusal } : {}),
         };
       },
@@ -289,7 +327,9 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport, Early
         : {}),
       ...(dkim && dkim.skipped > 0 ? { signaturesNotChecked: dkim.skipped } : {}),
       ...(spf ? { spf: { result: spf.result, identity: spf.identity, sender: spf.sender, reason: spf.reason } } : {}),
-      ...(dmarc ? { dmarc: { result: dmarc.result, domain: dmarc.domain, policy: dmarc.policy, disposition: dmarc.disposition, reason: dmarc.reason } } : {}),
+      ...(dmarc ? { dmarc: { result: dmarc.result, domain: dmarc.domain, policy: dmarc.policy, disposition: dmarc.disposition, reason: dmarc.reason, ...(dmarc.override ? { override: dmarc.override.type, overrideBy: dmarc.override.sealer } : {}) } } : {}),
+      ...(report.arc && report.arc.result !== 'none' ? { arc: { result: report.arc.result, instance: report.arc.instance, oldestPass: report.arc.oldestPass, sealer: report.arc.sealer?.d, reason: report.arc.reason } } : {}),
+      ...(report.sealed ? { arcSealed: report.sealed } : {}),
       ...(report.verdict.action !== 'accept' ? { verdict: report.verdict.action, verdictReason: report.verdict.reason } : {}),
       ...(report.forgedRemoved > 0 ? { forgedResultsRemoved: report.forgedRemoved } : {}),
     };

@@ -17,7 +17,7 @@ import { startOps } from './ops.js';
 
 function messageOf(config: ProxyConfig): ConfigMessage {
   const signers = [...config.signing.domains.values(), ...config.signing.signatures.values()].map((b) => b.signer);
-  return configMessage(config.text, keyMaterialOf(signers));
+  return configMessage(config.text, keyMaterialOf([...signers, ...(config.arc ? [config.arc] : [])]));
 }
 
 export async function runSupervisor(live: LiveConfig, log: Logger, file: string): Promise<number> {

@@ -13,6 +13,7 @@ import { BlockList, isIPv4 } from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Logger } from 'pino';
+import type { PreparedSealer } from '../arc/seal.js';
 import type { ListenerConfig, ProxyConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
 import type { WireResolver } from '../dns/wire.js';
@@ -143,7 +144,8 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
   const now = deps.now ?? (() => Math.floor(Date.now() / 1000));
   let active = 0;
   if (kind === 'out') {
-    const processor = new SigningProcessor({ signing: () => deps.config().signing, lookup: deps.lookup, now, ...(deps.metrics ? { metrics: deps.metrics } : {}), offload: () => active > 1 });
+    const sealer = (): PreparedSealer | undefined => (deps.config().out?.arcSeal ? deps.config().arc?.sealer : undefined);
+    const processor = new SigningProcessor({ signing: () => deps.config().signing, lookup: deps.lookup, now, sealer, ...(deps.metrics ? { metrics: deps.metrics } : {}), offload: () => active > 1 });
     return proxyWith(kind, deps, processor, (delta) => (active += delta));
   }
   const settings = (): VerifySettings => {
@@ -152,7 +154,8 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
     return l;
   };
   const dns = deps.dns ?? wireFor(deps.config().dns, deps.metrics ? (event) => deps.metrics!.policyDnsCache(event) : undefined);
-  const processor = new VerifyingProcessor({ settings, lookup: deps.lookup, dns, now, ...(deps.metrics ? { metrics: deps.metrics } : {}) });
+  const sealer = (): PreparedSealer | undefined => (deps.config().in?.arcSeal ? deps.config().arc?.sealer : undefined);
+  const processor = new VerifyingProcessor({ settings, lookup: deps.lookup, dns, now, sealer, ...(deps.metrics ? { metrics: deps.metrics } : {}) });
   return proxyWith(kind, deps, processor, (delta) => (active += delta));
 }
 
