@@ -10,13 +10,9 @@
  * hop's own sealer seals.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { Resolver } from 'node:dns/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { PreparedSealer } from '../src/arc/seal.js';
 import { verifyArc } from '../src/arc/verify.js';
@@ -24,22 +20,9 @@ import { formatKeyRecord, generateSigningKey, parsePrivateKey, signMessage, type
 import { createKeyLookup } from '../src/dns/resolver.js';
 import { editHeader, listChanges, seal, withResults } from './helpers/arc.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
-import { ROOT } from './helpers/fixtures.js';
+import { peerArcResults, peerSeal, PEERS, type Peer } from './helpers/arc-peers.js';
 
-const run = promisify(execFile);
-const OPTS = { timeout: 60_000, maxBuffer: 16 * 1024 * 1024, encoding: 'latin1' as const, env: { ...process.env, PYTHONPATH: join(ROOT, 'test/peers') } };
-const PY = join(ROOT, 'test/peers/arc_dkimpy.py');
-const PL = join(ROOT, 'test/peers/maildkim.pl');
-
-// mailauth has no type declarations; only these two are used.
-const mailauth = createRequire(import.meta.url)('mailauth') as {
-  authenticate(message: Buffer, options: Record<string, unknown>): Promise<{ arc: { status: { result: string; comment?: string } } }>;
-};
-const { sealMessage } = createRequire(import.meta.url)('mailauth/lib/arc') as {
-  sealMessage(message: Buffer, seal: Record<string, unknown>): Promise<Buffer>;
-};
-
-type Impl = 'ours' | 'dkimpy' | 'maildkim' | 'mailauth';
+type Impl = 'ours' | Peer;
 const IMPLS: readonly Impl[] = ['ours', 'dkimpy', 'maildkim', 'mailauth'];
 /** Each implementation seals as a domain of its own, with its own key. */
 const SEALER_DOMAIN: Record<Impl, string> = { ours: 'lists.example.org', dkimpy: 'py.example.net', maildkim: 'pl.example.net', mailauth: 'js.example.net' };
@@ -47,7 +30,7 @@ const SEALER_DOMAIN: Record<Impl, string> = { ours: 'lists.example.org', dkimpy:
 let dir: string;
 let dns: TestDns;
 let n = 0;
-const keys = {} as Record<Impl | 'author', { file: string; key: SigningKey; pem: string }>;
+const keys = {} as Record<Impl | 'author', { file: string; key: SigningKey }>;
 let ourSealer: PreparedSealer;
 let lookup: ReturnType<typeof createKeyLookup>;
 
@@ -65,7 +48,7 @@ before(async () => {
     assert.ok(parsed.ok);
     const file = join(dir, `${who}.test-key.pem`);
     writeFileSync(file, pem, { mode: 0o600 });
-    keys[who] = { file, key: parsed.key, pem };
+    keys[who] = { file, key: parsed.key };
     records.set(who === 'author' ? 'sel._domainkey.example.com' : `arc._domainkey.${SEALER_DOMAIN[who]}`, [formatKeyRecord(parsed.key.key)]);
   }
   dns = await startDnsmasq(records, ['example.com', 'example.org', 'example.net']);
@@ -87,35 +70,16 @@ function save(message: Buffer): string {
 /** The chain result of each implementation for each message, batched per process. */
 async function validate(messages: readonly Buffer[], who: readonly Impl[] = IMPLS): Promise<Record<Impl, string>[]> {
   const files = messages.map(save);
-  const results = messages.map(() => ({}) as Record<Impl, string>);
-  const jobs: Promise<void>[] = [];
-  if (who.includes('ours')) {
-    jobs.push(
-      Promise.all(messages.map((m) => verifyArc(m, lookup, Math.floor(Date.now() / 1000)))).then((rs) =>
-        rs.forEach((r, k) => (results[k]!.ours = r.result)),
-      ),
-    );
-  }
-  const lines = (stdout: string): string[] => stdout.split('\n').filter((l) => l.includes('\t'));
-  if (who.includes('dkimpy')) {
-    jobs.push(run('/usr/bin/python3', [PY, 'verify', dns.server, ...files], OPTS).then(({ stdout }) => lines(stdout).forEach((l, k) => (results[k]!.dkimpy = l.split('\t')[1]!))));
-  }
-  if (who.includes('maildkim')) {
-    jobs.push(run('perl', [PL, 'arc-verify', String(dns.port), ...files], OPTS).then(({ stdout }) => lines(stdout).forEach((l, k) => (results[k]!.maildkim = l.split('\t')[1]!))));
-  }
-  if (who.includes('mailauth')) {
-    const resolver = new Resolver();
-    resolver.setServers([dns.server]);
-    jobs.push(
-      Promise.all(
-        messages.map((m) =>
-          mailauth.authenticate(m, { ip: '192.0.2.1', helo: 'x.example', sender: 'alice@example.com', mta: 'oracle.test', disableDmarc: true, resolver: (name: string, type: string) => resolver.resolve(name, type) }),
-        ),
-      ).then((rs) => rs.forEach((r, k) => (results[k]!.mailauth = r.arc.status.result))),
-    );
-  }
-  await Promise.all(jobs);
-  return results;
+  const [ours, peers] = await Promise.all([
+    who.includes('ours') ? Promise.all(messages.map((m) => verifyArc(m, lookup, Math.floor(Date.now() / 1000)))) : Promise.resolve(undefined),
+    peerArcResults(files, dns, PEERS.filter((p) => who.includes(p))),
+  ]);
+  return messages.map((_, k) => {
+    const r = {} as Record<Impl, string>;
+    if (ours) r.ours = ours[k]!.result;
+    for (const p of PEERS) if (peers[p]) r[p] = peers[p][k]!;
+    return r;
+  });
 }
 
 /** One hop: the implementation validates, writes arc= into its A-R, the list changes the message, the implementation seals. */
@@ -125,24 +89,10 @@ async function hop(impl: Impl, message: Buffer, change?: (m: Buffer) => Buffer):
   const srvid = `mx.${SEALER_DOMAIN[impl]}`;
   let m = withResults(message, srvid, `arc=${cv}; dkim=pass header.d=example.com`);
   if (change) m = change(m);
-  switch (impl) {
-    case 'ours':
-      return seal(m, ourSealer, Math.floor(Date.now() / 1000));
-    case 'dkimpy': {
-      const { stdout } = await run('/usr/bin/python3', [PY, 'seal', dns.server, keys.dkimpy.file, SEALER_DOMAIN.dkimpy, 'arc', srvid, save(m)], OPTS);
-      assert.match(stdout, /^ARC-Seal: /, 'dkimpy sealed');
-      return Buffer.concat([Buffer.from(stdout.replace(/\r?\n/g, '\r\n').replace(/(\r\n)+$/, '\r\n'), 'latin1'), m]);
-    }
-    case 'maildkim': {
-      const { stdout } = await run('perl', [PL, 'arc-seal', String(dns.port), keys.maildkim.file, SEALER_DOMAIN.maildkim, 'arc', srvid, save(m)], OPTS);
-      assert.match(stdout, /^ARC-Seal: /, 'Mail::DKIM sealed');
-      return Buffer.concat([Buffer.from(stdout.replace(/\r?\n/g, '\r\n'), 'latin1'), m]);
-    }
-    case 'mailauth': {
-      const headers = await sealMessage(m, { signingDomain: SEALER_DOMAIN.mailauth, selector: 'arc', privateKey: keys.mailauth.pem, authResults: `${srvid}; arc=${cv}`, cv });
-      return Buffer.concat([headers, m]);
-    }
-  }
+  if (impl === 'ours') return seal(m, ourSealer, Math.floor(Date.now() / 1000));
+  const set = await peerSeal(impl, save(m), { domain: SEALER_DOMAIN[impl], selector: 'arc', keyFile: keys[impl].file, authservId: srvid }, dns, cv);
+  assert.match(set.toString('latin1'), /^ARC-Seal: /, `${impl} sealed`);
+  return Buffer.concat([set, m]);
 }
 
 function authorSigned(): Buffer {

@@ -255,7 +255,7 @@ describe('dkim-proxy verify --client-ip', () => {
     assert.equal(text.code, 0, text.stdout + text.stderr);
     assert.match(text.stdout, /^fail +spf mailfrom=bounce@other\.net: other\.net: matched -all\n/);
     assert.match(text.stdout, /\npass +dmarc mail\.alpha\.com p=quarantine dis=none: aligned DKIM d=alpha\.com\n/);
-    assert.match(text.stdout, /\tdmarc=pass \(p=quarantine dis=none\) header\.from=mail\.alpha\.com\n$/);
+    assert.match(text.stdout, /\tdmarc=pass \(p=quarantine dis=none\) header\.from=mail\.alpha\.com;\n\tarc=none\n$/);
   });
 
   it('without --client-ip it checks DKIM alone, as before; --mail-from alone is a usage error', async () => {

@@ -226,11 +226,17 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     const count = (series: string): number => Number(new RegExp(`^${series.replace(/[{}."]/g, '\\$&')} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
     assert.equal(count('dkim_proxy_dmarc_results{result="fail",policy="reject",disposition="reject"}'), 2, metrics);
     assert.equal(count('dkim_proxy_spf_results{result="fail"}'), 12, metrics);
+    // No message here carried ARC sets: one arc=none for every message DMARC judged.
+    const dmarcTotal = [...metrics.matchAll(/^dkim_proxy_dmarc_results\{[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    assert.ok(dmarcTotal >= 24, metrics);
+    assert.equal(count('dkim_proxy_arc_results{result="none"}'), dmarcTotal, metrics);
     // And `dkim-proxy stats` shows them.
     const stats = JSON.parse((await cli(['stats', '--json', '--config', config.file], undefined, config.dir)).stdout) as { spf: { result: string; count: number }[]; dmarc: { result: string; policy: string; disposition: string; count: number }[] };
     assert.deepEqual(stats.dmarc.find((r) => r.result === 'fail' && r.policy === 'reject'), { result: 'fail', policy: 'reject', disposition: 'reject', count: 2 });
     assert.deepEqual(stats.spf.find((r) => r.result === 'fail'), { result: 'fail', count: 12 });
-    assert.match((await cli(['stats', '--config', config.file], undefined, config.dir)).stdout, /DMARC \(in\), messages\n/);
+    const table = (await cli(['stats', '--config', config.file], undefined, config.dir)).stdout;
+    assert.match(table, /DMARC \(in\), messages\n/);
+    assert.match(table, /ARC \(in\), messages\n/);
   });
 
   it('keeps submitted mail deferred in Postfix\'s queue while dkim-proxy is down, and delivers it once it is back', async () => {

@@ -4,8 +4,9 @@
  * from DNS: the sealer records what its validator found. Pure: the time and
  * the key come in as arguments.
  */
+import { createPublicKey } from 'node:crypto';
 import { parseAuthenticationResults, type Resinfo } from '../authres/parse.js';
-import { signHeaderData, signHeaderDataAsync } from '../dkim/crypto.js';
+import { signHeaderData, signHeaderDataAsync, verifyHeaderData } from '../dkim/crypto.js';
 import { asciiLower, selectHeaders, type HeaderField } from '../dkim/headers.js';
 import type { SigningKey } from '../dkim/keys.js';
 import { DEFAULT_SIGNED_HEADERS, expandHeaderList, headerHashInput, SignRequestError } from '../dkim/sign.js';
@@ -23,7 +24,7 @@ import {
 } from '../dkim/signature.js';
 import { BodyHashSet } from '../dkim/bodyhash.js';
 import type { HashAlgorithm } from '../dkim/bodyhash.js';
-import { highestInstance, readChain, type ChainValidation } from './chain.js';
+import { highestInstance, readChain, type ArcSet, type ChainValidation } from './chain.js';
 import { sealHashInput, type SetText } from './verify.js';
 
 /**
@@ -106,7 +107,21 @@ export function ownResults(fields: readonly HeaderField[], authservId: string): 
   return out;
 }
 
-export function planSeal(fields: readonly HeaderField[], authservId: string): SealPlan {
+/**
+ * Our own set, added at receipt by `in` ([in] arc_seal), when `out` seals
+ * the same message again: the newest set is sealed with our key and its AAR
+ * is our authserv-id's. Our `arc=` result then describes the chain below it.
+ * The seal is checked against our own public key, so a set that merely
+ * claims our authserv-id is not taken for ours.
+ */
+function ownNewestSet(set: ArcSet, sealer: PreparedSealer): boolean {
+  // `arc=none`: no chain reached us, so our set can only be the first, which seals itself alone.
+  if (set.instance !== 1 || set.seal.d !== sealer.domain || set.seal.s !== sealer.selector || set.results.authservId !== sealer.authservId.toLowerCase()) return false;
+  const data = sealHashInput([], { aar: set.aar.raw, ams: set.ams.field.raw, seal: set.seal.strippedRaw });
+  return verifyHeaderData(sealer.keyType, sealer.hash, createPublicKey(sealer.key.key), data, set.seal.b);
+}
+
+export function planSeal(fields: readonly HeaderField[], authservId: string, sealer?: PreparedSealer): SealPlan {
   const n = highestInstance(fields);
   const refuse = (reason: string): SealPlan => ({ ok: false, reason });
   if (n >= MAX_ARC_INSTANCE) return refuse(`the message already has ${n} ARC sets, the most RFC 8617 allows`);
@@ -124,7 +139,14 @@ export function planSeal(fields: readonly HeaderField[], authservId: string): Se
     if (word !== 'none' && word !== 'pass' && word !== 'fail') return refuse(`arc=${word} from ${authservId} is not none, pass or fail`);
     cv = word;
     if (cv === 'pass' && n === 0) return refuse(`arc=pass from ${authservId}, but the message has no ARC sets`);
-    if (cv === 'none' && n > 0) return refuse(`arc=none from ${authservId}, but the message has ARC sets up to i=${n}`);
+    if (cv === 'none' && n > 0) {
+      // The message had no chain when it reached us, and our `in` sealed it: the chain is ours, and it passes.
+      const chain = readChain(fields);
+      if (sealer === undefined || chain.kind !== 'sets' || !ownNewestSet(chain.sets[chain.sets.length - 1]!, sealer)) {
+        return refuse(`arc=none from ${authservId}, but the message has ARC sets up to i=${n}`);
+      }
+      cv = 'pass';
+    }
   }
   let below: SetText[] = [];
   if (n > 0) {
@@ -184,7 +206,7 @@ export class MessageSealer {
   }
 
   private unsigned(fields: readonly HeaderField[], now: number) {
-    const plan = planSeal(fields, this.sealer.authservId);
+    const plan = planSeal(fields, this.sealer.authservId, this.sealer);
     if (!plan.ok) return plan;
     const s = this.sealer;
     const t = Math.floor(now);

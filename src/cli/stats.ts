@@ -36,6 +36,9 @@ export interface Stats {
   readonly spf: readonly Count[];
   /** In: DMARC results by policy and disposition, one per message checked. */
   readonly dmarc: readonly Count[];
+  /** ARC chain results (in), and the sets added, by cv. */
+  readonly arc: readonly Count[];
+  readonly arcSeals: readonly Count[];
   readonly messages: readonly Count[];
   readonly relay: readonly Count[];
   readonly latency: Readonly<Record<string, { count: number; meanMs: number }>>;
@@ -73,6 +76,8 @@ export function summarize(url: string, samples: readonly Sample[]): Stats {
     verifications: rows(samples, 'dkim_proxy_verifications_total', ['domain', 'result']),
     spf: rows(samples, 'dkim_proxy_spf_results', ['result']),
     dmarc: rows(samples, 'dkim_proxy_dmarc_results', ['result', 'policy', 'disposition']),
+    arc: rows(samples, 'dkim_proxy_arc_results', ['result']),
+    arcSeals: rows(samples, 'dkim_proxy_arc_seals_total', ['cv']),
     messages: rows(samples, 'dkim_proxy_messages_total', ['kind', 'class']),
     relay: rows(samples, 'dkim_proxy_relay_replies_total', ['kind', 'class']),
     latency,
@@ -105,6 +110,8 @@ export function formatStats(s: Stats, p = paint()): string {
   if (s.signatures.length) section('Signatures made', table([['domain', 'selector', 'algorithm', 'count'], ...s.signatures.map((r) => [String(r['domain']), String(r['selector']), String(r['algorithm']), String(r['count'])])], ['l', 'l', 'l', 'r']));
   section('Verification (in), signatures', s.verifications.length ? crossTable(s.verifications, 'domain', 'result', ['pass', 'fail', 'neutral', 'policy', 'temperror', 'permerror', 'none'], p) : p.dim('nothing yet\n'));
   if (s.spf.length) section('SPF (in), messages', table([['result', 'count'], ...s.spf.map((r) => [p.status(String(r['result'])), String(r['count'])])], ['l', 'r']));
+  if (s.arc.length) section('ARC (in), messages', table([['result', 'count'], ...s.arc.map((r) => [p.status(String(r['result'])), String(r['count'])])], ['l', 'r']));
+  if (s.arcSeals.length) section('ARC sets added', table([['cv', 'count'], ...s.arcSeals.map((r) => [String(r['cv']), String(r['count'])])], ['l', 'r']));
   if (s.dmarc.length) section('DMARC (in), messages', table([['result', 'policy', 'disposition', 'count'], ...s.dmarc.map((r) => [p.status(String(r['result'])), String(r['policy']), String(r['disposition']), String(r['count'])])], ['l', 'l', 'l', 'r']));
   const kinds = ['out', 'in'];
   const classes = ['2xx', '4xx', '5xx', 'unreachable', 'failed'];

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseHeaderBlock } from '../dkim/index.js';
+import { formatKeyRecord, generateSigningKey, parseHeaderBlock, parsePrivateKey, type KeyAnswer } from '../dkim/index.js';
+import { PreparedSealer } from '../arc/seal.js';
+import { listChanges, seal, withResults } from '../../test/helpers/arc.js';
 import { NOW, SAMPLE, sign, zone as engineZone } from '../../test/helpers/engine.js';
 import type { Envelope } from './message.js';
 import { MESSAGES } from '../../test/helpers/messages.js';
@@ -157,5 +159,83 @@ describe('the verifying processor with SPF and DMARC', () => {
     assert.equal(r.report.spf, undefined);
     assert.equal(r.report.dmarc, undefined);
     assert.deepEqual(asked, []);
+  });
+});
+
+describe('the verifying processor with ARC', () => {
+  const listKey = (() => {
+    const r = parsePrivateKey(generateSigningKey('rsa-2048').pem);
+    assert.ok(r.ok);
+    return r.key;
+  })();
+  const list = PreparedSealer.prepare({ domain: 'lists.example.org', selector: 'arc', key: listKey, authservId: 'mx.lists.example.org' });
+  const zone = { txt: { '_dmarc.example.com': ['v=DMARC1; p=reject'], 'lists.example.org': ['v=spf1 ip4:198.51.100.0/24 -all'] } };
+  const keyRecords = new Map([...engineZone, ['arc._domainkey.lists.example.org', [formatKeyRecord(listKey.key)]]]);
+  const keys = (name: string) => Promise.resolve(keyRecords.has(name) ? { kind: 'found' as const, records: keyRecords.get(name)! } : { kind: 'nxdomain' as const });
+  const all: VerifySettings = { ...settings, checks: ['dkim', 'spf', 'dmarc', 'arc'], rejectFail: true, rejectError: true };
+  const fromList: Envelope = { clientAddress: '198.51.100.7', helo: 'lists.example.org', mailFrom: 'list-bounces@lists.example.org', rcptTo: ['bob@example.net'] };
+  const run = (s: VerifySettings, message: Buffer, lookup: (name: string) => Promise<KeyAnswer> = keys) =>
+    processMessage(new VerifyingProcessor({ settings: () => s, lookup, now: () => NOW, dns: zoneDns(zone) }), message, fromList);
+
+  /** Signed by example.com (p=reject), received by the list (its A-R saw DKIM and DMARC pass), changed by the list, sealed. */
+  const forwarded = (aar = 'dkim=pass header.d=example.com; dmarc=pass header.from=example.com; arc=none'): Buffer =>
+    seal(listChanges(withResults(sign(SAMPLE), 'mx.lists.example.org', aar)), list, NOW);
+
+  it('a list breaks DKIM: DMARC fails and reject_fail refuses, unless the list is a trusted sealer', async () => {
+    const untrusted = await run(all, forwarded());
+    assert.equal(untrusted.report.arc?.result, 'pass');
+    assert.equal(untrusted.report.dmarc?.result, 'fail');
+    assert.equal(untrusted.report.dmarc?.disposition, 'reject');
+    assert.equal(untrusted.report.verdict.action, 'reject');
+
+    const trusted = await run({ ...all, arcTrustedSealers: ['lists.example.org'] }, forwarded());
+    assert.equal(trusted.report.dmarc?.result, 'fail');
+    assert.equal(trusted.report.dmarc?.disposition, 'none');
+    assert.deepEqual(trusted.report.verdict, { action: 'accept' });
+    const ar = trusted.prepend.toString('latin1');
+    assert.match(ar, /\tdmarc=fail \(p=reject dis=none; override=trusted_forwarder: ARC sealed by lists\.example\.org, which saw dmarc=pass\) header\.from=example\.com;\r\n/);
+    assert.match(ar, /\tarc=pass \(i=1 sealed by lists\.example\.org\) header\.oldest-pass=1 smtp\.remote-ip=198\.51\.100\.7\r\n$/);
+  });
+
+  it('the override needs what the sealer saw to vouch for the From domain, and a chain that passes', async () => {
+    const trusting: VerifySettings = { ...all, arcTrustedSealers: ['example.org'] };
+    const aligned = await run(trusting, forwarded('spf=fail smtp.mailfrom=a@example.com; dkim=pass header.d=mail.example.com'));
+    assert.equal(aligned.report.dmarc?.disposition, 'none');
+    assert.equal(aligned.report.dmarc?.override?.vouch, 'dkim=pass header.d=mail.example.com');
+    for (const aar of ['dkim=pass header.d=other.example; dmarc=fail header.from=example.com', 'dmarc=pass header.from=other.example', 'spf=pass smtp.mailfrom=x@lists.example.org']) {
+      const r = await run(trusting, forwarded(aar));
+      assert.equal(r.report.dmarc?.disposition, 'reject', aar);
+      assert.equal(r.report.verdict.action, 'reject', aar);
+    }
+    const broken = await run(trusting, Buffer.concat([forwarded(), Buffer.from('tampered\r\n')]));
+    assert.equal(broken.report.arc?.result, 'fail');
+    assert.equal(broken.report.dmarc?.disposition, 'reject');
+  });
+
+  it('reject_error defers when a trusted sealer\'s key could not be looked up and DMARC failed', async () => {
+    const temp = (name: string): Promise<KeyAnswer> => (name.startsWith('arc._domainkey.') ? Promise.resolve({ kind: 'temperror', reason: 'dns timeout' }) : keys(name));
+    const r = await run({ ...all, arcTrustedSealers: ['lists.example.org'] }, forwarded(), temp);
+    assert.equal(r.report.arc?.result, 'fail');
+    assert.equal(r.report.verdict.action, 'defer');
+    const untrusted = await run(all, forwarded(), temp);
+    assert.equal(untrusted.report.verdict.action, 'reject');
+  });
+
+  it('[in] arc_seal: seals what it delivers with the results it wrote, and a chain it cannot extend goes on unsealed', async () => {
+    const p = new VerifyingProcessor({ settings: () => ({ ...all, rejectFail: false, authservId: 'mx.lists.example.org' }), lookup: keys, now: () => NOW, dns: zoneDns(zone), sealer: () => list });
+    const r = await processMessage(p, sign(SAMPLE), fromList);
+    assert.deepEqual(r.report.sealed, { instance: 1, cv: 'none' });
+    const delivered = Buffer.concat([r.prepend, r.headerBlock, Buffer.from('\r\n'), r.body]);
+    const fields = parseHeaderBlock(delivered.toString('latin1', 0, delivered.indexOf('\r\n\r\n') + 2));
+    assert.deepEqual(fields.slice(0, 4).map((f) => f.name), ['ARC-Seal', 'ARC-Message-Signature', 'ARC-Authentication-Results', 'Authentication-Results']);
+    assert.match(fields[2]!.raw, /^ARC-Authentication-Results: i=1; mx\.lists\.example\.org;\r\n\tspf=pass [^]*\tarc=none\r\n$/);
+    const again = await run({ ...all, rejectFail: false }, delivered);
+    assert.equal(again.report.arc?.result, 'pass');
+
+    const failedChain = seal(withResults(sign(SAMPLE), 'mx.lists.example.org', 'arc=fail'), list, NOW);
+    const refused = await processMessage(p, failedChain, fromList);
+    assert.ok(refused.report.sealed && 'refused' in refused.report.sealed);
+    assert.match(refused.report.sealed.refused, /already failed/);
+    assert.doesNotMatch(refused.prepend.toString('latin1'), /^ARC-Seal: i=2/m);
   });
 });

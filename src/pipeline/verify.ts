@@ -191,10 +191,17 @@ const counted = (outcomes: readonly DkimOutcome[]): DkimOutcome[] => outcomes.fi
  * defers: trying again gives the same answer.
  */
 export function decideVerdict(r: InboundResults, settings: VerifySettings): Verdict {
+  // An open verdict is deferred before a fail is rejected: what failed may pass once the lookup answers.
+  const deferral = settings.rejectError ? openVerdict(r, settings) : undefined;
+  if (deferral) return deferral;
   if (settings.rejectFail && r.dmarc?.result === 'fail' && r.dmarc.disposition === 'reject') {
     return { action: 'reject', reason: `DMARC policy of ${r.dmarc.domain ?? '?'} is reject and the message failed it: ${r.dmarc.reason}` };
   }
-  if (!settings.rejectError) return { action: 'accept' };
+  return { action: 'accept' };
+}
+
+/** The deferral when a temporary error left the verdict undecided; undefined when it did not. */
+function openVerdict(r: InboundResults, settings: VerifySettings): Verdict | undefined {
   const dkimTemp = counted(r.dkim?.outcomes ?? []).filter((o) => o.result === 'temperror');
   const spfTemp = r.spf?.result === 'temperror';
   // A trusted sealer's chain that could not be checked might yet have overridden a DMARC fail.
@@ -205,11 +212,11 @@ export function decideVerdict(r: InboundResults, settings: VerifySettings): Verd
     ...(r.dmarc?.result === 'temperror' ? [`DMARC: ${r.dmarc.reason}`] : []),
     ...(arcTemp ? [`ARC ${r.arc!.reason}`] : []),
   ];
-  if (temporary.length === 0) return { action: 'accept' };
+  if (temporary.length === 0) return undefined;
   const open = r.dmarc !== undefined
     ? r.dmarc.result === 'temperror' || (r.dmarc.result === 'fail' && (spfTemp || dkimTemp.length > 0 || arcTemp))
     : !(counted(r.dkim?.outcomes ?? []).some((o) => o.result === 'pass') || r.spf?.result === 'pass');
-  if (!open) return { action: 'accept' };
+  if (!open) return undefined;
   return { action: 'defer', reason: temporary.join('; '), enhanced: spfTemp && temporary.length === 1 ? '4.7.24' : '4.7.0' };
 }
 
