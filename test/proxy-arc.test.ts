@@ -15,6 +15,7 @@ import { formatKeyRecord, generateSigningKey, verifyMessage } from '../src/dkim/
 import { createKeyLookup } from '../src/dns/resolver.js';
 import { listChanges } from './helpers/arc.js';
 import { peerArcResults, PEERS } from './helpers/arc-peers.js';
+import { dkimpyVerify, mailDkimVerify } from './helpers/peers.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { sign, SAMPLE, zone as keyZone } from './helpers/engine.js';
 import { client, startProxy, type RunningProxy } from './helpers/proxy.js';
@@ -24,6 +25,7 @@ import type { Reply } from '../src/relay/client.js';
 let dir: string;
 let dns: TestDns;
 let listKeyFile: string;
+let listDkimKeyFile: string;
 const sinks: Sink[] = [];
 const proxies: RunningProxy[] = [];
 
@@ -49,17 +51,21 @@ before(async () => {
   const { pem, key } = generateSigningKey('rsa-2048');
   listKeyFile = join(dir, 'lists.arc.test-key.pem');
   writeFileSync(listKeyFile, pem, { mode: 0o600 });
+  const dkim = generateSigningKey('rsa-2048');
+  listDkimKeyFile = join(dir, 'lists.dk.test-key.pem');
+  writeFileSync(listDkimKeyFile, dkim.pem, { mode: 0o600 });
   dns = await startDnsmasq(
     new Map([
       ...keyZone,
       [`arc._domainkey.${LIST}`, [formatKeyRecord(key)]],
+      [`dk._domainkey.${LIST}`, [formatKeyRecord(dkim.key)]],
       ['_dmarc.example.com', ['v=DMARC1; p=reject']],
       ['example.com', ['v=spf1 ip4:192.0.2.0/24 -all']],
       [LIST, ['v=spf1 ip4:198.51.100.0/24 -all']],
     ]),
     ['example.com', 'example.org', 'example.net'],
   );
-  for (let k = 0; k < 3; k++) sinks.push(await startSink());
+  for (let k = 0; k < 4; k++) sinks.push(await startSink());
 });
 
 after(async () => {
@@ -125,5 +131,28 @@ describe('ARC through in and out: a mailing list between author and receiver', (
     assert.equal(refused![0]!.enhanced, '5.7.1');
     assert.match(refused![0]!.lines.join(' '), /DMARC policy of example\.com is reject/);
     assert.equal(toReceiver.messages.length, 1);
+  });
+
+  it('out signs and seals: the DKIM-Signature first, the ARC set on top of it, its AMS covering the signature; both verify everywhere', async () => {
+    const sink = sinks[3]!;
+    const both = await startProxy(
+      'out',
+      `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\narc_seal = true\n\n[signing]\nadditional_signatures = ["list"]\n\n[signature."list"]\ndomain = "${LIST}"\nselector = "dk"\nkey_file = "${listDkimKeyFile}"\n\n${arc()}\n${dnsToml()}`,
+    );
+    proxies.push(both);
+    const message = Buffer.from(`Authentication-Results: ${LIST_ID}; dkim=pass header.d=example.com; dmarc=pass header.from=example.com; arc=none\r\n${SAMPLE}`, 'latin1');
+    const sent = await sendVia(both.port, '127.0.0.1', `list-bounces@${LIST}`, message);
+    assert.equal(sent?.[0]?.code, 250, JSON.stringify(sent));
+    const final = sink.messages[0]!.data;
+    const names = final.toString('latin1').split(/\r\n(?![ \t])/).slice(0, 5).map((f) => f.slice(0, f.indexOf(':')));
+    assert.deepEqual(names, ['ARC-Seal', 'ARC-Message-Signature', 'ARC-Authentication-Results', 'DKIM-Signature', 'Authentication-Results']);
+    assert.match(final.toString('latin1').split(/\r\n(?![ \t])/)[1]!.replace(/\r\n\t/g, ''), /h=[^;]*:DKIM-Signature[;:]/);
+    const file = join(dir, 'signed-and-sealed.eml');
+    writeFileSync(file, final);
+    const dkim = await verifyMessage(final, createKeyLookup({ servers: [dns.server] }), Math.floor(Date.now() / 1000));
+    assert.deepEqual(dkim.map((o) => [o.sig.d, o.result]), [[LIST, 'pass']]);
+    for (const r of [...(await mailDkimVerify([file], dns.port)), ...(await dkimpyVerify([file], dns.port))]) assert.equal(r.result, 'pass', JSON.stringify(r));
+    const peers = await peerArcResults([file], dns);
+    for (const p of PEERS) assert.equal(peers[p]?.[0], 'pass', `${p}: ${JSON.stringify(peers)}`);
   });
 });

@@ -3,7 +3,9 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { generateSigningKey, formatKeyRecord, verifyMessage } from '../dkim/index.js';
+import { generateSigningKey, formatKeyRecord, parseHeaderBlock, verifyMessage } from '../dkim/index.js';
+import { MessageSealer } from '../arc/seal.js';
+import { verifyArc } from '../arc/verify.js';
 import { signMessage } from '../dkim/sign.js';
 import { loadConfig } from './load.js';
 import { makeConfigDir } from '../../test/helpers/config-dir.js';
@@ -22,7 +24,7 @@ before(async () => {
     if (req.headers['x-vault-token'] !== TOKEN) {
       res.statusCode = 403;
       res.end('{"errors":["permission denied"]}');
-    } else if (req.url === '/v1/secret/data/dkim/example.com/s1') {
+    } else if (req.url === '/v1/secret/data/dkim/example.com/s1' || req.url === '/v1/secret/data/dkim/lists.example.org/arc1') {
       res.end(JSON.stringify({ data: { data: { key: key.pem }, metadata: { version: 3 } } }));
     } else {
       res.statusCode = 404;
@@ -48,6 +50,23 @@ async function load(toml: string, env: Record<string, string>) {
 }
 
 describe('keys from HashiCorp Vault (KV v2)', () => {
+  it('the [arc] key comes from Vault like a signer\'s, and it seals', async () => {
+    const r = await load(
+      `[in]\nlisten = "127.0.0.1:10025"\nrelay = "127.0.0.1:10026"\nauthserv_id = "mx.lists.example.org"\narc_seal = true\n[signing]\nvault_addr = "${addr}"\nvault_mount = "secret"\nvault_path_prefix = "dkim/"\n[arc]\ndomain = "lists.example.org"\nselector = "arc1"\n`,
+      { VAULT_TOKEN: TOKEN },
+    );
+    assert.ok(r.ok, r.ok ? '' : r.issues.map((i) => i.message).join('\n'));
+    assert.equal(r.config.arc!.keySource, 'vault:secret/dkim/lists.example.org/arc1');
+    const message = Buffer.from('Authentication-Results: mx.lists.example.org; dkim=pass\r\nFrom: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n');
+    const sealer = new MessageSealer(r.config.arc!.sealer);
+    sealer.update(Buffer.from('body\r\n'));
+    const sealed = sealer.seal(parseHeaderBlock(message.toString('latin1', 0, message.indexOf('\r\n\r\n') + 2)), 1000);
+    assert.ok(sealed.ok);
+    const arc = await verifyArc(Buffer.concat([Buffer.from(sealed.fields.join(''), 'latin1'), message]), async () => ({ kind: 'found', records: [formatKeyRecord(key.key)] }), 1000);
+    assert.equal(arc.result, 'pass');
+  });
+
+
   it('loads the key for d= and s= from <mount>/data/<prefix><d>/<s>, and it signs', async () => {
     const r = await load(`[signing]\nvault_addr = "${addr}"\nvault_mount = "secret"\nvault_path_prefix = "dkim/"\n[domain."example.com"]\nselector = "s1"\n`, { VAULT_TOKEN: TOKEN });
     assert.ok(r.ok, r.ok ? '' : r.issues.map((i) => i.message).join('\n'));
