@@ -167,3 +167,42 @@ export function rsaSignatureMs(keyFile: string): number {
   const [cmd, ...args] = pin(0, [process.execPath, '-e', script, keyFile]);
   return Number(spawnSync(cmd!, args, { encoding: 'utf8' }).stdout);
 }
+
+export interface BenchRow {
+  readonly name: string;
+  /** The message this row sends (rows may differ in it: with and without an ARC chain). */
+  readonly body: Buffer;
+  readonly start: () => Promise<{ child: ChildProcess; port: number }>;
+}
+
+export interface RowResult {
+  readonly rate: number[];
+  readonly p99: number[];
+  readonly cpu: number[];
+  errors: number;
+}
+
+/**
+ * Each row's proxy started, warmed up (JIT, caches) and loaded for `seconds`,
+ * rows alternating within each round so that drift hits them alike.
+ */
+export async function runRows(rows: readonly BenchRow[], rounds: number, seconds: number, children: ChildProcess[], connections = 32): Promise<Map<string, RowResult>> {
+  const results = new Map<string, RowResult>();
+  for (let r = 0; r < rounds; r++) {
+    for (const row of rows) {
+      const p = await row.start();
+      children.push(p.child);
+      await load(p.port, connections, row.body, 2);
+      const run = await load(p.port, connections, row.body, seconds, { pid: p.child.pid! });
+      p.child.kill('SIGTERM');
+      const sorted = [...run.latencies].sort((a, b) => a - b);
+      const acc = results.get(row.name) ?? { rate: [], p99: [], cpu: [], errors: 0 };
+      acc.rate.push(run.rate);
+      acc.p99.push(percentile(sorted, 0.99));
+      acc.cpu.push(run.cpuMs ?? NaN);
+      acc.errors += run.errors;
+      results.set(row.name, acc);
+    }
+  }
+  return results;
+}

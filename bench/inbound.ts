@@ -1,5 +1,5 @@
 /**
- * `in` with SPF, DKIM and DMARC, against itself with DKIM only and against a
+ * `in` with SPF, DKIM, DMARC and ARC, against itself with DKIM only and against a
  * proxy doing the same checks with mailauth's authenticate(): 2 KB messages
  * signed with RSA-2048, 32 connections, each proxy alone on core 0 (one
  * worker), the load generator and sink on core 1, DNS from dnsmasq on
@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatKeyRecord, parsePrivateKey, signMessage } from '../src/dkim/index.js';
 import { startDnsmasq } from '../test/helpers/dns-server.js';
-import { firstLine, load, median, message, percentile, pin, pinSelf, ROOT, start, startBenchSink, startDaemon, writeBenchKey } from './harness.js';
+import { firstLine, median, message, pin, pinSelf, ROOT, runRows, start, startBenchSink, startDaemon, writeBenchKey, type BenchRow } from './harness.js';
 
 pinSelf(1);
 const seconds = Number(process.env['INBOUND_SECONDS'] ?? 6);
@@ -57,29 +57,13 @@ try {
   };
   process.env['BENCH_DNS'] = dns.server;
 
-  const rows: { name: string; start: () => Promise<{ child: ChildProcess; port: number }> }[] = [
-    { name: 'in, DKIM only', start: () => ours('dkim', 'checks = ["dkim"]', '') },
-    { name: 'in, SPF+DKIM+DMARC, warm cache', start: () => ours('warm', '', '') },
-    { name: 'in, SPF+DKIM+DMARC, cold (every lookup to DNS)', start: () => ours('cold', '', 'cache_ttl = 0\nnegative_ttl = 0') },
-    { name: 'mailauth authenticate() baseline', start: mailauth },
+  const rows: BenchRow[] = [
+    { name: 'in, DKIM only', body, start: () => ours('dkim', 'checks = ["dkim"]', '') },
+    { name: 'in, all checks (SPF+DKIM+DMARC+ARC), warm', body, start: () => ours('warm', '', '') },
+    { name: 'in, all checks, cold (every lookup to DNS)', body, start: () => ours('cold', '', 'cache_ttl = 0\nnegative_ttl = 0') },
+    { name: 'mailauth authenticate() baseline', body, start: mailauth },
   ];
-  const results = new Map<string, { rate: number[]; p99: number[]; cpu: number[]; errors: number }>();
-  for (let r = 0; r < rounds; r++) {
-    for (const row of rows) {
-      const p = await row.start();
-      children.push(p.child);
-      await load(p.port, 32, body, 2); // warm-up: JIT, and the warm rows' cache
-      const run = await load(p.port, 32, body, seconds, { pid: p.child.pid! });
-      p.child.kill('SIGTERM');
-      const sorted = [...run.latencies].sort((a, b) => a - b);
-      const acc = results.get(row.name) ?? { rate: [], p99: [], cpu: [], errors: 0 };
-      acc.rate.push(run.rate);
-      acc.p99.push(percentile(sorted, 0.99));
-      acc.cpu.push(run.cpuMs ?? NaN);
-      acc.errors += run.errors;
-      results.set(row.name, acc);
-    }
-  }
+  const results = await runRows(rows, rounds, seconds, children);
   const base = median(results.get(rows[0]!.name)!.rate);
   const ma = median(results.get(rows[3]!.name)!.rate);
   console.log(`in, 2 KB signed (RSA-2048), 32 connections, one core, ${rounds} × ${seconds} s per row (medians)\n`);

@@ -95,18 +95,33 @@ export function highestInstance(fields: readonly HeaderField[]): number {
 export function readChain(fields: readonly HeaderField[]): ArcChain {
   const arc = fields.filter(isArcField);
   if (arc.length === 0) return { kind: 'none' };
-  const byInstance = new Map<number, Partial<Record<ArcFieldKey, HeaderField>>>();
+  // Each field parsed once: its instance comes from the parse when the field is sound.
+  const parsed = arc.map((f) => {
+    switch (f.key as ArcFieldKey) {
+      case 'arc-message-signature': {
+        const ams = parseSignature(f, 'ams');
+        return { f, instance: ams.ok ? ams.signature.instance! : instanceOf(f), ams };
+      }
+      case 'arc-seal': {
+        const seal = parseSeal(f);
+        return { f, instance: seal.ok ? seal.seal.instance : instanceOf(f), seal };
+      }
+      case 'arc-authentication-results':
+        return { f, instance: instanceOf(f) };
+    }
+  });
   let highest = 0;
-  for (const f of arc) highest = Math.max(highest, instanceOf(f) ?? 0);
+  for (const p of parsed) highest = Math.max(highest, p.instance ?? 0);
   const broken = (reason: string): ArcChain => ({ kind: 'broken', instance: highest, reason });
-  for (const f of arc) {
-    const key = f.key as ArcFieldKey;
-    const i = instanceOf(f);
+  const byInstance = new Map<number, Partial<Record<ArcFieldKey, (typeof parsed)[number]>>>();
+  for (const p of parsed) {
+    const key = p.f.key as ArcFieldKey;
+    const i = p.instance;
     if (i === null || i < 1) return broken(`an ${LABEL[key]} has no valid i=`);
     if (i > MAX_ARC_INSTANCE) return broken(`i=${i}: a chain has at most ${MAX_ARC_INSTANCE} sets`);
     const set = byInstance.get(i) ?? {};
     if (set[key]) return broken(`i=${i} has more than one ${LABEL[key]}`);
-    set[key] = f;
+    set[key] = p;
     byInstance.set(i, set);
   }
   const sets: ArcSet[] = [];
@@ -114,13 +129,14 @@ export function readChain(fields: readonly HeaderField[]): ArcChain {
     const set = byInstance.get(i);
     if (set === undefined) return broken(`i=${i} is missing (the sets must run 1 to ${highest} without gaps)`);
     for (const key of ARC_FIELDS) if (!set[key]) return broken(`i=${i} has no ${LABEL[key]}`);
-    const results = parseArcAuthenticationResults(fieldValue(set['arc-authentication-results']!));
+    const aar = set['arc-authentication-results']!.f;
+    const results = parseArcAuthenticationResults(fieldValue(aar));
     if (results === null) return broken(`i=${i}: the ARC-Authentication-Results does not parse`);
-    const ams = parseSignature(set['arc-message-signature']!, 'ams');
+    const ams = set['arc-message-signature']!.ams!;
     if (!ams.ok) return broken(`i=${i}: ARC-Message-Signature ${ams.tag ? `${ams.tag}=: ` : ''}${ams.message}`);
-    const seal = parseSeal(set['arc-seal']!);
+    const seal = set['arc-seal']!.seal!;
     if (!seal.ok) return broken(`i=${i}: ARC-Seal ${seal.tag ? `${seal.tag}=: ` : ''}${seal.message}`);
-    sets.push({ instance: i, aar: set['arc-authentication-results']!, results, ams: ams.signature, seal: seal.seal });
+    sets.push({ instance: i, aar, results, ams: ams.signature, seal: seal.seal });
   }
   // RFC 8617 §5.2 step 2.1: the cv= values first, before any key is looked up.
   const newest = sets[sets.length - 1]!;
