@@ -89,7 +89,8 @@ export class SigningProcessor implements MessageProcessor<SigningReport> {
         let sealed: SealReport | undefined;
         let prepend = fields.join('');
         if (sealer) {
-          const seal = await sealer.sealAsync([...parseHeaderBlock(prepend), ...head.fields], now);
+          const sealFields = [...parseHeaderBlock(prepend), ...head.fields];
+          const seal = offload() ? await sealer.sealAsync(sealFields, now) : sealer.seal(sealFields, now);
           this.metrics.arcSeal(seal.ok ? seal.cv : 'refused');
           if (seal.ok) prepend = seal.fields.join('') + prepend;
           sealed = seal.ok ? { instance: seal.instance, cv: seal.cv } : { refused: seal.reason };

@@ -105,6 +105,8 @@ export interface VerifyDeps {
   readonly random?: () => number;
   /** The sealer when `in` seals at receipt; undefined when it does not. */
   readonly sealer?: () => PreparedSealer | undefined;
+  /** Whether other transactions are under way: the seal's RSA operations then go to libuv's thread pool (see SigningDeps). */
+  readonly offload?: () => boolean;
 }
 
 /** The message as the checks see it: forged results already gone. */
@@ -304,7 +306,8 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport, Early
         let sealed: InboundReport['sealed'];
         if (sealer && !refusal) {
           // Sealed over the message as it is delivered: our results on top, forged ones gone.
-          const seal = await sealer.sealAsync([...parseHeaderBlock(prepend), ...stripped.fields], this.deps.now());
+          const sealFields = [...parseHeaderBlock(prepend), ...stripped.fields];
+          const seal = this.deps.offload?.() ? await sealer.sealAsync(sealFields, this.deps.now()) : sealer.seal(sealFields, this.deps.now());
           this.metrics.arcSeal(seal.ok ? seal.cv : 'refused');
           if (seal.ok) prepend = seal.fields.join('') + prepend;
           sealed = seal.ok ? { instance: seal.instance, cv: seal.cv } : { refused: seal.reason };

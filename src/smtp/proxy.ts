@@ -155,7 +155,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
   };
   const dns = deps.dns ?? wireFor(deps.config().dns, deps.metrics ? (event) => deps.metrics!.policyDnsCache(event) : undefined);
   const sealer = (): PreparedSealer | undefined => (deps.config().in?.arcSeal ? deps.config().arc?.sealer : undefined);
-  const processor = new VerifyingProcessor({ settings, lookup: deps.lookup, dns, now, sealer, ...(deps.metrics ? { metrics: deps.metrics } : {}) });
+  const processor = new VerifyingProcessor({ settings, lookup: deps.lookup, dns, now, sealer, offload: () => active > 1, ...(deps.metrics ? { metrics: deps.metrics } : {}) });
   return proxyWith(kind, deps, processor, (delta) => (active += delta));
 }
 
