@@ -192,6 +192,19 @@ describe('ARC: broken chains fail before any key is asked for', () => {
     assert.match(r.reason, /^i=2: ARC-Seal signature did not verify/);
   });
 
+  it('a chain whose seals name more keys than twice the signature limit fails without a lookup', async () => {
+    const m = await chain(3);
+    asked.length = 0;
+    const r = await verifyArc(m, counting, NOW, { maxSignatures: 1 });
+    assert.equal(r.result, 'pass', 'two sealers, two keys: within 2 × 1');
+    const three = seal(withResults(m, 'mx.fwd.example.net', 'arc=pass'), fwdEd, NOW);
+    asked.length = 0;
+    const over = await verifyArc(three, counting, NOW, { maxSignatures: 1 });
+    assert.equal(over.result, 'fail');
+    assert.match(over.reason, /the seals name 3 different keys; at most 2 are looked up/);
+    assert.deepEqual(asked, []);
+  });
+
   it('no ARC fields: none', async () => {
     const r = await verifyArc(ORIGINAL, lookup, NOW);
     assert.equal(r.result, 'none');

@@ -91,7 +91,7 @@ export class ArcVerifier {
     this.options = options;
     this.bodies = options.bodies ?? new BodyHashSet();
     this.ownsBodies = options.bodies === undefined;
-    this.chain = readChain(fields);
+    this.chain = limitKeys(readChain(fields), options.maxSignatures ?? DEFAULT_MAX_SIGNATURES);
     for (const set of this.checkedAms()) this.amsHashers.push(this.bodies.want(set.ams.canonicalization.body, set.ams.hash, set.ams.l));
   }
 
@@ -104,11 +104,6 @@ export class ArcVerifier {
     if (this.chain.kind !== 'sets') return [];
     const max = Math.max(1, this.options.maxSignatures ?? DEFAULT_MAX_SIGNATURES);
     return [...this.chain.sets].reverse().slice(0, max);
-  }
-
-  /** Whether the message carries any ARC field. */
-  get present(): boolean {
-    return this.chain.kind !== 'none';
   }
 
   keyQueries(): string[] {
@@ -167,6 +162,20 @@ export class ArcVerifier {
     if ('outcome' in keys) return keys.outcome;
     return checkHeaderSignature(use, keys.keys, sealData(sets, k), seal.b, info, this.options);
   }
+}
+
+/**
+ * Every seal must be checked, and each may name a key of its own: a chain of
+ * 50 forged sets would cost 50 lookups. Real chains have a handful of
+ * sealers; one with more distinct seal keys than twice the signature limit
+ * fails before any is looked up.
+ */
+function limitKeys(chain: ArcChain, maxSignatures: number): ArcChain {
+  if (chain.kind !== 'sets') return chain;
+  const keys = new Set(chain.sets.map((s) => sealKeyName(s.seal))).size;
+  const max = 2 * maxSignatures;
+  if (keys <= max) return chain;
+  return { kind: 'broken', instance: chain.sets.length, reason: `the seals name ${keys} different keys; at most ${max} are looked up (twice max_signatures)` };
 }
 
 function describe(o: DkimOutcome): string {
