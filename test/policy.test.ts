@@ -12,7 +12,7 @@ import { formatKeyRecord, generateSigningKey } from '../src/dkim/index.js';
 import { loadConfig } from '../src/config/load.js';
 import type { ProxyConfig } from '../src/config/types.js';
 import { createKeyLookup } from '../src/dns/resolver.js';
-import { planSignatures, type SigningPlan } from '../src/policy/signing.js';
+import { planSignatures, SelectorMemory, type SigningPlan } from '../src/policy/signing.js';
 import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
 import { startSilentDns, type TestDns } from './helpers/dns-server.js';
 import { zoneLookup } from './helpers/fixtures.js';
@@ -130,7 +130,7 @@ describe('signing policy', () => {
   it('TempFailIfNotInDNS signs when published and matching, and asks for a retry otherwise', async () => {
     assert.equal(summary(await planSignatures(config.signing, 'strict.example', lookup())), 'strict.example/s1 + esp.example/esp1');
     assert.match(summary(await planSignatures(config.signing, 'absent-strict.example', lookup())), /^tempfail: absent-strict\.example: key not published at s1\._domainkey\.absent-strict\.example/);
-    assert.match(summary(await planSignatures(config.signing, 'mismatch-strict.example', lookup())), /^tempfail: mismatch-strict\.example: key not published .*is not the one in/);
+    assert.match(summary(await planSignatures(config.signing, 'mismatch-strict.example', lookup())), /^tempfail: mismatch-strict\.example: a different key published at .*is not the one in/);
   });
 
   it('a DNS server that does not answer: TempFailIfNotInDNS retries, SignOnlyIfInDNS falls back, both within the timeout', async () => {
@@ -167,6 +167,96 @@ describe('signing policy', () => {
       assert.equal(summary(await planSignatures(r.config.signing, 'other.example', lookup())), 'unsigned: no [domain] block for other.example');
     } finally {
       rmSync(d.dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('key rotation: selectors in order', () => {
+  const ROTATION = `
+[domain."rotate.example"]
+selectors = ["new", "old"]
+policy = "TempFailIfNotInDNS"
+
+[domain."always.example"]
+selectors = ["new", "old"]
+
+[domain."only.example"]
+selectors = ["new", "old"]
+policy = "SignOnlyIfInDNS"
+
+[signature."ed"]
+domain = "rotate.example"
+algorithm = "ed25519-sha256"
+selectors = ["ed2", "ed1"]
+`;
+  let rdir: ConfigDir;
+  let rconfig: ProxyConfig;
+  before(async () => {
+    rdir = makeConfigDir(`[signing]\nadditional_signatures = ["ed"]\n${ROTATION}`, [
+      ...['rotate.example', 'always.example', 'only.example'].flatMap((domain) => [{ domain, selector: 'new' }, { domain, selector: 'old' }]),
+      { domain: 'rotate.example', selector: 'ed2', kind: 'ed25519' as const },
+      { domain: 'rotate.example', selector: 'ed1', kind: 'ed25519' as const },
+    ]);
+    const r = await loadConfig(rdir.file, { cwd: rdir.dir, env: {} });
+    assert.ok(r.ok, r.ok ? '' : r.issues.map((i) => i.message).join('\n'));
+    rconfig = r.config;
+  });
+  after(() => rmSync(rdir.dir, { recursive: true, force: true }));
+  const records = (names: string[], extra: [string, string[]][] = []) => zoneLookup(new Map([...names.map((n) => [n, rdir.records.get(n)!] as [string, string[]]), ...extra]));
+
+  it('each selector is a signer with its own key; the first published one that matches signs, and the two algorithms rotate apart', async () => {
+    const block = rconfig.signing.domains.get('rotate.example')!;
+    assert.deepEqual(block.candidates.map((c) => c.selector), ['new', 'old']);
+    assert.notEqual(block.candidates[0]!.key.key, block.candidates[1]!.key.key);
+    const oldOnly = records(['old._domainkey.rotate.example', 'ed2._domainkey.rotate.example']);
+    assert.equal(summary(await planSignatures(rconfig.signing, 'rotate.example', oldOnly)), 'rotate.example/old + rotate.example/ed2');
+    const both = records(['new._domainkey.rotate.example', 'old._domainkey.rotate.example', 'ed1._domainkey.rotate.example']);
+    assert.equal(summary(await planSignatures(rconfig.signing, 'rotate.example', both)), 'rotate.example/new + rotate.example/ed1');
+  });
+
+  it('a record with the wrong key never takes over', async () => {
+    const wrong = records(['old._domainkey.rotate.example'], [['new._domainkey.rotate.example', [formatKeyRecord(generateSigningKey('rsa-2048').key)]]]);
+    assert.match(summary(await planSignatures(rconfig.signing, 'rotate.example', wrong)), /^rotate\.example\/old/);
+  });
+
+  it('while none is published the policy decides: SignAlways the first, SignOnlyIfInDNS falls back, TempFailIfNotInDNS 451', async () => {
+    const none = records([]);
+    assert.equal(summary(await planSignatures(rconfig.signing, 'always.example', none)), 'always.example/new + rotate.example/ed2');
+    assert.equal(summary(await planSignatures(rconfig.signing, 'only.example', none)), 'rotate.example/ed2');
+    const strict = await planSignatures(rconfig.signing, 'rotate.example', none);
+    assert.equal(strict.kind, 'tempfail');
+    assert.match(summary(strict), /key not published at new\._domainkey\.rotate\.example.*key not published at old\._domainkey\.rotate\.example/);
+  });
+
+  it('a DNS outage under TempFailIfNotInDNS is 451, never an unconfirmed selector', async () => {
+    const dead = createKeyLookup({ servers: [silent.server], timeoutMs: 300 });
+    const plan = await planSignatures(rconfig.signing, 'rotate.example', dead);
+    assert.equal(plan.kind, 'tempfail');
+    assert.match(summary(plan), /DNS error/);
+  });
+
+  it('a change of selector is told once', async () => {
+    const memory = new SelectorMemory();
+    const told: string[] = [];
+    const tell = (s: { block: string; from: string; to: string }) => told.push(`${s.block}: ${s.from} -> ${s.to}`);
+    const oldOnly = records(['old._domainkey.rotate.example', 'ed1._domainkey.rotate.example']);
+    const both = records(['new._domainkey.rotate.example', 'old._domainkey.rotate.example', 'ed1._domainkey.rotate.example']);
+    for (const l of [oldOnly, oldOnly, both, both, both]) await planSignatures(rconfig.signing, 'rotate.example', l, memory, tell);
+    assert.deepEqual(told, ['domain.rotate.example: old -> new']);
+  });
+
+  it('selector and selectors together, an empty list and a repeated selector are config errors', async () => {
+    for (const [text, message] of [
+      ['selector = "a"\nselectors = ["b"]', /either selector or selectors/],
+      ['selectors = []', /at least one selector/],
+      ['selectors = ["a", "a"]', /lists a selector twice/],
+      ['selectors = ["bad selector"]', /DNS labels/],
+    ] as const) {
+      const d = makeConfigDir(`[domain."x.example"]\n${text}\n`);
+      const r = await loadConfig(d.file, { cwd: d.dir, env: {} });
+      rmSync(d.dir, { recursive: true, force: true });
+      assert.ok(!r.ok);
+      assert.match(r.issues.map((i) => `${i.key}: ${i.message}`).join('\n'), message);
     }
   });
 });

@@ -28,21 +28,28 @@ export function describeConfig(config: ProxyConfig, p: Paint = paint()): string 
   out += `dns: ${config.dns.servers.length ? config.dns.servers.join(', ') : 'system resolvers'}, timeout ${config.dns.timeoutMs} ms\n\n`;
   const rows: string[][] = [['author domain', 'd=', 's=', 'algorithm', 'canon', 'policy', 'key', 'also'].map(p.bold)];
   for (const b of config.signing.domains.values()) {
-    rows.push([b.subdomains ? `${b.name} (+subdomains)` : b.name, b.signer.domain, b.signer.selector, b.signer.algorithm, canon(b.signer), b.policy, b.signer.keySource, b.additionalSignatures.join(',') || '-']);
+    rows.push([b.subdomains ? `${b.name} (+subdomains)` : b.name, b.signer.domain, selectorsText(b), b.signer.algorithm, canon(b.signer), b.policy, keysText(b), b.additionalSignatures.join(',') || '-']);
   }
   rows.push(['(any other)', '-', '-', '-', '-', config.signing.unsigned === 'relay' ? 'relay unsigned' : 'refuse', '-', config.signing.defaultAdditional.join(',') || '-']);
   out += table(rows);
   if (config.signing.signatures.size > 0) {
     out += '\n';
     const sigRows: string[][] = [['signature', 'd=', 's=', 'algorithm', 'canon', 'policy', 'key'].map(p.bold)];
-    for (const s of config.signing.signatures.values()) sigRows.push([s.name, s.signer.domain, s.signer.selector, s.signer.algorithm, canon(s.signer), s.policy, s.signer.keySource]);
+    for (const s of config.signing.signatures.values()) sigRows.push([s.name, s.signer.domain, selectorsText(s), s.signer.algorithm, canon(s.signer), s.policy, keysText(s)]);
     out += table(sigRows);
   }
   if (config.signing.singleSignature) out += '\nsingle_signature: only the first signature of each plan is added\n';
   return out;
 }
 
+/** A rotation's selectors in order of preference (`s2026b > s2026a`: the first published one signs). */
+const selectorsText = (b: { readonly candidates: readonly Signer[] }): string => b.candidates.map((c) => c.selector).join(' > ');
+const keysText = (b: { readonly candidates: readonly Signer[] }): string => b.candidates.map((c) => c.keySource).join(', ');
 const signerJson = (s: Signer): Record<string, unknown> => ({ domain: s.domain, selector: s.selector, algorithm: s.algorithm, canonicalization: canon(s), key: s.keySource });
+const blockJson = (b: { readonly signer: Signer; readonly candidates: readonly Signer[] }): Record<string, unknown> => ({
+  ...signerJson(b.signer),
+  ...(b.candidates.length > 1 ? { selectors: b.candidates.map((c) => c.selector), keys: b.candidates.map((c) => c.keySource) } : {}),
+});
 const listenerJson = (l: ListenerConfig | undefined): Record<string, unknown> | null =>
   l ? { listen: `${l.listen.host}:${l.listen.port}`, relay: `${l.relay.host}:${l.relay.port}`, protocol: l.protocol, allowClients: l.allowClients } : null;
 
@@ -54,8 +61,8 @@ export function configJson(config: ProxyConfig): Record<string, unknown> {
     dns: { servers: config.dns.servers, timeoutMs: config.dns.timeoutMs },
     metrics: config.metrics.listen ? `${config.metrics.listen.host}:${config.metrics.listen.port}` : null,
     workers: config.workers,
-    domains: [...config.signing.domains.values()].map((b) => ({ name: b.name, subdomains: b.subdomains, policy: b.policy, ...signerJson(b.signer), also: b.additionalSignatures })),
-    signatures: [...config.signing.signatures.values()].map((s) => ({ name: s.name, policy: s.policy, ...signerJson(s.signer) })),
+    domains: [...config.signing.domains.values()].map((b) => ({ name: b.name, subdomains: b.subdomains, policy: b.policy, ...blockJson(b), also: b.additionalSignatures })),
+    signatures: [...config.signing.signatures.values()].map((s) => ({ name: s.name, policy: s.policy, ...blockJson(s) })),
     unsigned: config.signing.unsigned,
   };
 }

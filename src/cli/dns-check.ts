@@ -9,7 +9,8 @@ import { table } from './table.js';
 
 export const DNS_CHECK_HELP = `Usage: dkim-proxy dns-check [--config FILE] [--dns-server HOST:PORT] [--json]
 
-For every configured domain and signature: is the key record published,
+For every configured domain and signature (each selector of a selectors
+list): is the key record published,
 well-formed, and the public half of our private key? Is it in testing mode?
 Exit status: 0 when every record matches, 1 when one is missing or wrong,
 75 when only DNS errors stood in the way, 78 for a bad config.
@@ -37,8 +38,10 @@ export async function dnsCheckCommand(argv: string[]): Promise<number> {
   const config = await loadOrFail(values.config);
   const lookup = createKeyLookup({ servers: values['dns-server'] ?? config.dns.servers, timeoutMs: config.dns.timeoutMs });
   const signers = new Map<string, Signer>();
-  for (const b of config.signing.domains.values()) signers.set(`${b.signer.selector}._domainkey.${b.signer.domain}`, b.signer);
-  for (const s of config.signing.signatures.values()) signers.set(`${s.signer.selector}._domainkey.${s.signer.domain}`, s.signer);
+  // Every selector of a rotation: a wrong or missing record is a problem whichever of them it is.
+  for (const b of [...config.signing.domains.values(), ...config.signing.signatures.values()]) {
+    for (const c of b.candidates) signers.set(`${c.selector}._domainkey.${c.domain}`, c);
+  }
   if (signers.size === 0) {
     process.stdout.write(values.json ? '[]\n' : 'no [domain] or [signature] blocks: nothing to check\n');
     return EXIT.ok;

@@ -6,6 +6,7 @@ import { checkConfigCommand, CHECK_CONFIG_HELP } from './check-config.js';
 import { dnsCheckCommand, DNS_CHECK_HELP } from './dns-check.js';
 import { healthCommand, HEALTH_HELP } from './health.js';
 import { keygenCommand, KEYGEN_HELP } from './keygen.js';
+import { rotateCommand, ROTATE_HELP } from './rotate.js';
 import { runCommand, RUN_HELP } from './run.js';
 import { CliError, EXIT } from './output.js';
 import { sealCommand, SEAL_HELP } from './seal.js';
@@ -23,6 +24,7 @@ Commands:
   seal          add an ARC set to a message and print it
   spf           evaluate SPF for a client address, sender and HELO name
   keygen        make a signing key and print the DNS record to publish
+  rotate        key rotation: make the next key (new), what is due (status), put one away (retire)
   check-config  validate a configuration and print the signing table
   dns-check     check that every configured key is published and matches
   stats         what the running proxy has signed, verified and relayed
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   seal: { run: sealCommand, help: SEAL_HELP },
   spf: { run: spfCommand, help: SPF_HELP },
   keygen: { run: keygenCommand, help: KEYGEN_HELP },
+  rotate: { run: rotateCommand, help: ROTATE_HELP },
   'check-config': { run: checkConfigCommand, help: CHECK_CONFIG_HELP },
   'dns-check': { run: dnsCheckCommand, help: DNS_CHECK_HELP },
   stats: { run: statsCommand, help: STATS_HELP },

@@ -66,7 +66,7 @@ export function arcConfig(v: Validator, p: PendingArc, key: LoadedKey | undefine
       authservId: p.authservId,
       ...(p.headers ? { headers: p.headers } : {}),
     });
-    return Object.freeze({ domain, selector: settings.selector, algorithm: settings.algorithm, keyFile: settings.keyFile, keySource: key.source, key: key.key, authservId: p.authservId, sealer });
+    return Object.freeze({ domain, selector: settings.selector, algorithm: settings.algorithm, keyFile: settings.keyFile, keySource: key.source, key: key.key, keyCreatedAt: key.createdAt, authservId: p.authservId, sealer });
   } catch (err) {
     if (!(err instanceof SignRequestError)) throw err;
     v.error(p.headers ? [...p.pending.path, 'headers'] : p.pending.path, err.message);

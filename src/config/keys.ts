@@ -15,6 +15,8 @@ export interface LoadedKey {
   readonly key: SigningKey;
   /** A file path or a vault path, for messages. */
   readonly source: string;
+  /** When the key was made, ms since the epoch (the file's mtime, Vault's created_time), if known. */
+  readonly createdAt: number | undefined;
   readonly prepared: PreparedSigner;
 }
 
@@ -27,18 +29,20 @@ export function expandKeyPath(template: string, domain: string, selector: string
  * workers, over their IPC channel) so that it is read once, not once per
  * process: by `keyId`, the PEM and where it came from.
  */
-export type KeyMaterial = ReadonlyMap<string, { readonly pem: string; readonly source: string }>;
+export type KeyMaterial = ReadonlyMap<string, { readonly pem: string; readonly source: string; readonly createdAt?: number | undefined }>;
 
 export function keyId(ref: KeyRef): string {
   return `${ref.domain}\u0000${ref.selector}\u0000${ref.keyFile}`;
 }
 
 /** The keys of a loaded config as KeyMaterial (PKCS#8 PEM, from the parsed keys). */
-export function keyMaterialOf(signers: Iterable<{ readonly domain: string; readonly selector: string; readonly keyFile: string; readonly keySource: string; readonly key: SigningKey }>): KeyMaterial {
-  const out = new Map<string, { pem: string; source: string }>();
+export function keyMaterialOf(
+  signers: Iterable<{ readonly domain: string; readonly selector: string; readonly keyFile: string; readonly keySource: string; readonly key: SigningKey; readonly keyCreatedAt?: number | undefined }>,
+): KeyMaterial {
+  const out = new Map<string, { pem: string; source: string; createdAt?: number | undefined }>();
   for (const s of signers) {
     const id = keyId({ domain: s.domain, selector: s.selector, keyFile: expandKeyPath(s.keyFile, s.domain, s.selector) });
-    if (!out.has(id)) out.set(id, { pem: s.key.key.export({ format: 'pem', type: 'pkcs8' }).toString(), source: s.keySource });
+    if (!out.has(id)) out.set(id, { pem: s.key.key.export({ format: 'pem', type: 'pkcs8' }).toString(), source: s.keySource, createdAt: s.keyCreatedAt });
   }
   return out;
 }
@@ -46,7 +50,7 @@ export function keyMaterialOf(signers: Iterable<{ readonly domain: string; reado
 function materialReader(material: KeyMaterial) {
   return async (ref: KeyRef): Promise<KeyRead> => {
     const m = material.get(keyId(ref));
-    return m ? { ok: true, pem: Buffer.from(m.pem), source: m.source } : { ok: false, message: `no key for ${ref.domain}/${ref.selector} came with the configuration` };
+    return m ? { ok: true, pem: Buffer.from(m.pem), source: m.source, createdAt: m.createdAt } : { ok: false, message: `no key for ${ref.domain}/${ref.selector} came with the configuration` };
   };
 }
 
@@ -57,7 +61,7 @@ function materialReader(material: KeyMaterial) {
  */
 export async function loadSignerKeys(v: Validator, pending: readonly PendingSigner[], vault: VaultSettings | undefined, cwd: string, material?: KeyMaterial): Promise<Map<PendingSigner, LoadedKey>> {
   const readKey = material ? materialReader(material) : vault ? vaultKeyReader(vault) : fileKeyReader(cwd, (path, message) => v.warn(path, message));
-  const byId = new Map<string, { key: SigningKey; source: string }>();
+  const byId = new Map<string, { key: SigningKey; source: string; createdAt: number | undefined }>();
   for (const p of pending) {
     const id = expandKeyPath(p.settings.keyFile, p.domain, p.settings.selector);
     if (byId.has(id)) continue;
@@ -71,7 +75,7 @@ export async function loadSignerKeys(v: Validator, pending: readonly PendingSign
       v.error([...p.path, 'key_file'], `${got.source}: ${parsed.message}`);
       continue;
     }
-    byId.set(id, { key: parsed.key, source: got.source });
+    byId.set(id, { key: parsed.key, source: got.source, createdAt: got.createdAt });
   }
   const loaded = new Map<PendingSigner, LoadedKey>();
   for (const p of pending) {
@@ -117,9 +121,9 @@ function fileKeyReader(cwd: string, warn: (path: readonly string[], message: str
     const full = resolve(cwd, keyFile);
     try {
       const pem = await readFile(full);
-      const mode = (await stat(full)).mode;
+      const { mode, mtimeMs } = await stat(full);
       if (mode & 0o077) warn(path, `${full} is readable by group or others (mode ${(mode & 0o777).toString(8)}): chmod 600 it`);
-      return { ok: true, pem, source: full };
+      return { ok: true, pem, source: full, createdAt: mtimeMs };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const hint = code === 'ENOENT' ? ' (make one with: dkim-proxy keygen)' : '';

@@ -36,6 +36,8 @@ export interface LoadOptions {
   readonly text?: string;
   /** Keys another process read: none is read from files or Vault here. */
   readonly keys?: KeyMaterial;
+  /** The time (ms since the epoch) key ages are measured at; default now. */
+  readonly now?: number;
 }
 
 /** A key a config names, as `keyRefs` lists them. */
@@ -107,6 +109,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   const keys = await loadSignerKeys(v, [...t.tables.pending, ...(t.arc ? [t.arc.pending] : [])], t.tables.vault, cwd, options.keys);
   const arc = t.arc && arcConfig(v, t.arc, keys.get(t.arc.pending));
   if (v.issues.length > 0) return failed();
+  warnOldKeys(v, t.tables, keys, options.now ?? Date.now());
 
   const config: ProxyConfig = Object.freeze({
     file: resolve(file),
@@ -141,19 +144,38 @@ export async function keyRefs(file: string, options: LoadOptions = {}): Promise<
   return { ok: true, keys: refs };
 }
 
+/** `[signing] max_key_age`: each key older than it, named where its selector is configured (M3AAWG: rotate at least every six months). */
+function warnOldKeys(v: Validator, tables: SigningTables, keys: ReadonlyMap<PendingSigner, LoadedKey>, now: number): void {
+  if (tables.maxKeyAge === undefined) return;
+  for (const [p, k] of keys) {
+    if (k.createdAt === undefined) continue;
+    const days = Math.floor((now - k.createdAt) / 86_400_000);
+    if (now - k.createdAt > tables.maxKeyAge * 1000) {
+      v.warn([...p.path, 'selector'], `the key for ${p.settings.selector}._domainkey.${p.domain} (${k.source}) is ${days} days old, over max_key_age (${Math.round(tables.maxKeyAge / 86_400)} days): rotate it (dkim-proxy rotate new)`);
+    }
+  }
+}
+
 function signingConfig(tables: SigningTables, keys: ReadonlyMap<PendingSigner, LoadedKey>): SigningConfig {
   const signer = (p: PendingSigner): Signer => {
     const k = keys.get(p);
     if (!k) throw new Error(`unreachable: ${p.path.join('.')} has no loaded key`);
-    return Object.freeze({ ...p.settings, domain: p.domain, keySource: k.source, key: k.key, prepared: k.prepared });
+    return Object.freeze({ ...p.settings, domain: p.domain, keySource: k.source, key: k.key, keyCreatedAt: k.createdAt, prepared: k.prepared });
+  };
+  const both = (pendings: readonly PendingSigner[]): { signer: Signer; candidates: readonly Signer[] } => {
+    const candidates = Object.freeze(pendings.map(signer));
+    return { signer: candidates[0]!, candidates };
   };
   return Object.freeze({
     domains: new Map<string, DomainBlock>(
-      [...tables.domainBlocks].map(([d, b]) => [d, Object.freeze({ name: d, subdomains: b.subdomains, policy: b.policy, additionalSignatures: Object.freeze([...b.additional]), signer: signer(b.pending) })]),
+      [...tables.domainBlocks].map(([d, b]) => [d, Object.freeze({ name: d, subdomains: b.subdomains, policy: b.policy, additionalSignatures: Object.freeze([...b.additional]), ...both(b.pendings) })]),
     ),
-    signatures: new Map<string, SignatureBlock>([...tables.signatureBlocks].map(([n, b]) => [n, Object.freeze({ name: n, policy: b.policy, signer: signer(b.pending) })])),
+    signatures: new Map<string, SignatureBlock>([...tables.signatureBlocks].map(([n, b]) => [n, Object.freeze({ name: n, policy: b.policy, ...both(b.pendings) })])),
     defaultAdditional: Object.freeze([...tables.defaultAdditional]),
     singleSignature: tables.singleSignature,
     unsigned: tables.unsigned,
+    maxKeyAge: tables.maxKeyAge,
+    retireAfter: tables.retireAfter,
+    vault: tables.vault,
   });
 }

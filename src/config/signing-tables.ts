@@ -11,8 +11,8 @@ import type { AdditionalPolicy, DnsPolicy, SignatureSettings } from './types.js'
 import { isTable, type Raw, type Validator } from './validate.js';
 import type { VaultSettings } from './vault.js';
 
-const SETTINGS_KEYS = ['selector', 'algorithm', 'canonicalization', 'headers', 'over_sign', 'key_file', 'identity', 'expire', 'body_length', 'copy_headers'];
-const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
+const SETTINGS_KEYS = ['selector', 'selectors', 'algorithm', 'canonicalization', 'headers', 'over_sign', 'key_file', 'identity', 'expire', 'body_length', 'copy_headers'];
+const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'max_key_age', 'retire_after', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
 const DOMAIN_KEYS = [...SETTINGS_KEYS, 'subdomains', 'policy', 'additional_signatures'];
 const SIGNATURE_KEYS = [...SETTINGS_KEYS, 'domain', 'policy'];
 const DNS_POLICIES: readonly DnsPolicy[] = ['SignAlways', 'SignOnlyIfInDNS', 'TempFailIfNotInDNS'];
@@ -21,6 +21,7 @@ const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]+?[?*+]?$/;
 
 export const DEFAULT_SETTINGS: SignatureSettings = {
   selector: 'default',
+  selectors: ['default'],
   algorithm: 'rsa-sha256',
   canonicalization: { header: 'relaxed', body: 'relaxed' },
   headers: DEFAULT_SIGNED_HEADERS,
@@ -41,11 +42,13 @@ export interface PendingSigner {
 
 export interface SigningTables {
   readonly pending: readonly PendingSigner[];
-  readonly domainBlocks: ReadonlyMap<string, { readonly subdomains: boolean; readonly policy: DnsPolicy; readonly additional: readonly string[]; readonly pending: PendingSigner }>;
-  readonly signatureBlocks: ReadonlyMap<string, { readonly policy: AdditionalPolicy; readonly pending: PendingSigner }>;
+  readonly domainBlocks: ReadonlyMap<string, { readonly subdomains: boolean; readonly policy: DnsPolicy; readonly additional: readonly string[]; readonly pendings: readonly PendingSigner[] }>;
+  readonly signatureBlocks: ReadonlyMap<string, { readonly policy: AdditionalPolicy; readonly pendings: readonly PendingSigner[] }>;
   readonly defaultAdditional: readonly string[];
   readonly singleSignature: boolean;
   readonly unsigned: 'relay' | 'refuse';
+  readonly maxKeyAge: number | undefined;
+  readonly retireAfter: number;
   readonly vault: VaultSettings | undefined;
 }
 
@@ -59,7 +62,10 @@ export function readSigningTables(v: Validator, raw: Raw, env: Readonly<Record<s
   const pending: PendingSigner[] = [];
 
   // [signature."name"] blocks: third-party and double signing.
-  const signatureBlocks = new Map<string, { policy: AdditionalPolicy; pending: PendingSigner }>();
+  const signatureBlocks = new Map<string, { policy: AdditionalPolicy; pendings: PendingSigner[] }>();
+  // One signer per selector: each has its own key, found by its own %{s}.
+  const perSelector = (path: readonly string[], domain: string, settings: SignatureSettings): PendingSigner[] =>
+    settings.selectors.map((selector) => ({ path, domain, settings: Object.freeze({ ...settings, selector }) }));
   const signaturesRaw = v.table(raw, [], 'signature') ?? {};
   for (const [name, value] of Object.entries(signaturesRaw)) {
     const path = ['signature', name];
@@ -80,9 +86,9 @@ export function readSigningTables(v: Validator, raw: Raw, env: Readonly<Record<s
       v.error([...path, 'domain'], `expected a domain name, got "${domainText}"`);
       continue;
     }
-    const p = { path, domain, settings };
-    pending.push(p);
-    signatureBlocks.set(name, { policy, pending: p });
+    const ps = perSelector(path, domain, settings);
+    pending.push(...ps);
+    signatureBlocks.set(name, { policy, pendings: ps });
   }
 
   const checkNames = (names: readonly string[], path: readonly string[]): void => {
@@ -96,7 +102,7 @@ export function readSigningTables(v: Validator, raw: Raw, env: Readonly<Record<s
   checkNames(defaultAdditional, ['signing', 'additional_signatures']);
 
   // [domain."example.com"] blocks, matched on the author domain.
-  const domainBlocks = new Map<string, { subdomains: boolean; policy: DnsPolicy; additional: string[]; pending: PendingSigner }>();
+  const domainBlocks = new Map<string, { subdomains: boolean; policy: DnsPolicy; additional: string[]; pendings: PendingSigner[] }>();
   const domainsRaw = v.table(raw, [], 'domain') ?? {};
   for (const [name, value] of Object.entries(domainsRaw)) {
     const path = ['domain', name];
@@ -117,13 +123,13 @@ export function readSigningTables(v: Validator, raw: Raw, env: Readonly<Record<s
     const settings = readSettings(v, value, path, defaults);
     const additional = v.strings(value, path, 'additional_signatures') ?? defaultAdditional;
     checkNames(additional, [...path, 'additional_signatures']);
-    const p = { path, domain, settings };
-    pending.push(p);
+    const ps = perSelector(path, domain, settings);
+    pending.push(...ps);
     domainBlocks.set(domain, {
       subdomains: v.bool(value, path, 'subdomains') ?? false,
       policy: v.oneOf(value, path, 'policy', DNS_POLICIES) ?? defaultPolicy,
       additional,
-      pending: p,
+      pendings: ps,
     });
   }
 
@@ -143,9 +149,10 @@ export function readSigningTables(v: Validator, raw: Raw, env: Readonly<Record<s
     if (s.bodyLength) v.warn([...p.path, 'body_length'], 'l= lets anyone append content below the signed part (RFC 6376 §8.2)');
   }
   for (const [domain, block] of domainBlocks) {
-    if (block.pending.settings.algorithm !== 'ed25519-sha256') continue;
-    const rsaToo = block.additional.some((n) => signatureBlocks.get(n)?.pending.settings.algorithm.startsWith('rsa'));
-    if (!rsaToo) v.warn([...block.pending.path, 'algorithm'], `${domain} is signed with ed25519 only; Gmail and Debian 12's Mail::DKIM cannot verify it: add an RSA signature (dual signing)`);
+    const first = block.pendings[0]!;
+    if (first.settings.algorithm !== 'ed25519-sha256') continue;
+    const rsaToo = block.additional.some((n) => signatureBlocks.get(n)?.pendings[0]!.settings.algorithm.startsWith('rsa'));
+    if (!rsaToo) v.warn([...first.path, 'algorithm'], `${domain} is signed with ed25519 only; Gmail and Debian 12's Mail::DKIM cannot verify it: add an RSA signature (dual signing)`);
   }
 
 
@@ -156,6 +163,9 @@ export function readSigningTables(v: Validator, raw: Raw, env: Readonly<Record<s
     defaultAdditional,
     singleSignature: v.bool(signingRaw, ['signing'], 'single_signature') ?? false,
     unsigned: v.oneOf(signingRaw, ['signing'], 'unsigned', ['relay', 'refuse'] as const) ?? 'relay',
+    maxKeyAge: v.duration(signingRaw, ['signing'], 'max_key_age'),
+    // Long enough for mail queued and signed with the old key to be verified on arrival.
+    retireAfter: v.duration(signingRaw, ['signing'], 'retire_after') ?? 7 * 86_400,
     vault: readVault(v, signingRaw, env),
   };
 }
@@ -168,6 +178,16 @@ function normalizeDomain(name: string): string | null {
 function readSettings(v: Validator, raw: Raw, path: readonly string[], base: SignatureSettings): SignatureSettings {
   const selector = v.string(raw, path, 'selector');
   if (selector !== undefined && !isSelector(selector)) v.error([...path, 'selector'], `expected a DNS label (a-z 0-9 - _, up to 63), got "${selector}"`);
+  let selectors = selector !== undefined ? [selector] : base.selectors;
+  const list = v.strings(raw, path, 'selectors');
+  if (list !== undefined) {
+    const bad = list.filter((s) => !isSelector(s));
+    if (selector !== undefined) v.error([...path, 'selectors'], 'give either selector or selectors (for key rotation), not both');
+    else if (list.length === 0) v.error([...path, 'selectors'], 'expected at least one selector, the preferred (newest) first');
+    else if (bad.length > 0) v.error([...path, 'selectors'], `expected DNS labels (a-z 0-9 - _, up to 63), got ${bad.map((b) => JSON.stringify(b)).join(', ')}`);
+    else if (new Set(list).size !== list.length) v.error([...path, 'selectors'], 'lists a selector twice');
+    else selectors = Object.freeze([...list]);
+  }
   const algorithm = v.oneOf(raw, path, 'algorithm', SIGNING_ALGORITHMS as readonly SigningAlgorithm[]);
   const canonText = v.string(raw, path, 'canonicalization');
   let canonicalization = base.canonicalization;
@@ -192,7 +212,8 @@ function readSettings(v: Validator, raw: Raw, path: readonly string[], base: Sig
   }
   const keyFile = v.string(raw, path, 'key_file');
   return Object.freeze({
-    selector: selector ?? base.selector,
+    selector: selectors[0]!,
+    selectors,
     algorithm: algorithm ?? base.algorithm,
     canonicalization,
     headers,

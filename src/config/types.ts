@@ -1,5 +1,6 @@
 /** The validated configuration: one immutable object, built once per load. */
 import type { PreparedSealer } from '../arc/seal.js';
+import type { VaultSettings } from './vault.js';
 import type { Canonicalization, PreparedSigner, SigningAlgorithm, SigningKey } from '../dkim/index.js';
 
 export type DnsPolicy = 'SignAlways' | 'SignOnlyIfInDNS' | 'TempFailIfNotInDNS';
@@ -12,7 +13,10 @@ export interface HostPort {
 
 /** What every signing block can say; `[signing]` gives the defaults. */
 export interface SignatureSettings {
+  /** The selector this signer signs with (the first of `selectors` before they are split into signers). */
   readonly selector: string;
+  /** Key rotation: the selectors in order of preference; the first published one that matches its key signs. */
+  readonly selectors: readonly string[];
   readonly algorithm: SigningAlgorithm;
   readonly canonicalization: Canonicalization;
   readonly headers: readonly string[];
@@ -33,6 +37,8 @@ export interface Signer extends SignatureSettings {
   /** Where the key came from: a file path or a vault path. */
   readonly keySource: string;
   readonly key: SigningKey;
+  /** When the key was made (its file's mtime, Vault's created_time), ms since the epoch; undefined when unknown. */
+  readonly keyCreatedAt: number | undefined;
   /** The engine's signer, checked once at load. */
   readonly prepared: PreparedSigner;
 }
@@ -44,13 +50,17 @@ export interface DomainBlock {
   readonly subdomains: boolean;
   readonly policy: DnsPolicy;
   readonly additionalSignatures: readonly string[];
+  /** The first of `candidates`. */
   readonly signer: Signer;
+  /** One signer per selector, in the order of `selectors` (one for a single `selector`). */
+  readonly candidates: readonly Signer[];
 }
 
 export interface SignatureBlock {
   readonly name: string;
   readonly policy: AdditionalPolicy;
   readonly signer: Signer;
+  readonly candidates: readonly Signer[];
 }
 
 export interface SigningConfig {
@@ -62,6 +72,12 @@ export interface SigningConfig {
   readonly singleSignature: boolean;
   /** What to do with mail no rule signs: pass it on unsigned, or refuse it (550). */
   readonly unsigned: 'relay' | 'refuse';
+  /** A key older than this (seconds) is a warning; undefined: no bound. */
+  readonly maxKeyAge: number | undefined;
+  /** How long a replaced selector stays published after its successor took over (seconds). */
+  readonly retireAfter: number;
+  /** Where keys come from when they are in Vault (rotate new writes the next one there). */
+  readonly vault: VaultSettings | undefined;
 }
 
 export interface ListenerConfig {
@@ -134,6 +150,7 @@ export interface ArcConfig {
   readonly keyFile: string;
   readonly keySource: string;
   readonly key: SigningKey;
+  readonly keyCreatedAt: number | undefined;
   readonly authservId: string;
   /** The engine's sealer, checked once at load. */
   readonly sealer: PreparedSealer;

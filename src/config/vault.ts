@@ -19,7 +19,8 @@ export interface KeyRef {
   readonly keyFile: string;
 }
 
-export type KeyRead = { ok: true; pem: Buffer; source: string } | { ok: false; message: string };
+/** `createdAt`: when the key was made (ms since the epoch), if the source says. */
+export type KeyRead = { ok: true; pem: Buffer; source: string; createdAt?: number | undefined } | { ok: false; message: string };
 
 export function vaultKeyReader(vault: VaultSettings, timeoutMs = 5000): (ref: KeyRef) => Promise<KeyRead> {
   let token: Promise<string> | undefined;
@@ -40,10 +41,11 @@ export function vaultKeyReader(vault: VaultSettings, timeoutMs = 5000): (ref: Ke
       if (res.status === 404) return { ok: false, message: `${source}: no such secret in Vault` };
       if (res.status === 403) return { ok: false, message: `${source}: Vault refused the token (403)` };
       if (!res.ok) return { ok: false, message: `${source}: Vault answered ${res.status}` };
-      const body = (await res.json()) as { data?: { data?: Record<string, unknown> } };
+      const body = (await res.json()) as { data?: { data?: Record<string, unknown>; metadata?: { created_time?: unknown } } };
       const pem = body.data?.data?.['key'];
       if (typeof pem !== 'string') return { ok: false, message: `${source}: the secret has no "key" field holding a PEM key` };
-      return { ok: true, pem: Buffer.from(pem), source };
+      const created = typeof body.data?.metadata?.created_time === 'string' ? Date.parse(body.data.metadata.created_time) : NaN;
+      return { ok: true, pem: Buffer.from(pem), source, ...(Number.isFinite(created) ? { createdAt: created } : {}) };
     } catch (err) {
       const reason = err instanceof Error && err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
       return { ok: false, message: `${source}: cannot reach Vault at ${vault.addr}: ${reason}` };

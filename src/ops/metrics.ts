@@ -32,6 +32,15 @@ export interface ProxyMetrics {
   dnsCache(event: 'hit' | 'miss'): void;
   /** SPF and DMARC lookups (in), from their own cache. */
   policyDnsCache(event: 'hit' | 'miss'): void;
+  /** The keys of the configuration in force, for dkim_key_age_seconds (called at start and on each reload). */
+  signingKeys(keys: readonly SigningKeyAge[]): void;
+}
+
+export interface SigningKeyAge {
+  readonly domain: string;
+  readonly selector: string;
+  /** ms since the epoch; undefined when the key's source does not say. */
+  readonly createdAt: number | undefined;
 }
 
 export const NO_METRICS: ProxyMetrics = {
@@ -47,6 +56,7 @@ export const NO_METRICS: ProxyMetrics = {
   transaction() {},
   dnsCache() {},
   policyDnsCache() {},
+  signingKeys() {},
 };
 
 /**
@@ -105,6 +115,20 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
   });
   const dns = new Counter({ name: 'dkim_proxy_dns_cache_total', help: 'Key lookups answered from the cache (hit) or sent to DNS (miss)', labelNames: ['result'], registers: [registry] });
   const policyDns = new Counter({ name: 'dkim_proxy_policy_dns_cache_total', help: 'SPF and DMARC lookups answered from the cache (hit) or sent to DNS (miss)', labelNames: ['result'], registers: [registry] });
+  // Named as the key-rotation issue spells it. Every worker has the same keys: the primary keeps one value, not their sum.
+  let keys: readonly SigningKeyAge[] = [];
+  new Gauge({
+    name: 'dkim_key_age_seconds',
+    help: 'Age of each configured signing key (its file\'s mtime, or Vault\'s created_time), by d= and s=',
+    labelNames: ['domain', 'selector'],
+    registers: [registry],
+    aggregator: 'max',
+    collect() {
+      this.reset();
+      const now = Date.now();
+      for (const k of keys) if (k.createdAt !== undefined) this.set({ domain: k.domain, selector: k.selector }, Math.max(0, Math.round((now - k.createdAt) / 1000)));
+    },
+  });
   // Pre-set the series a dashboard expects, so they read 0 rather than absent.
   for (const kind of ['out', 'in']) {
     inFlight.set({ kind }, 0);
@@ -140,6 +164,9 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
     },
     dnsCache: (event) => dns.inc({ result: event }),
     policyDnsCache: (event) => policyDns.inc({ result: event }),
+    signingKeys(list) {
+      keys = list;
+    },
   };
 }
 

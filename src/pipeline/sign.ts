@@ -10,7 +10,7 @@ import type { SigningConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
 import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
 import { authorDomain } from '../policy/author.js';
-import { planSignatures } from '../policy/signing.js';
+import { planSignatures, SelectorMemory, type SelectorSwitch } from '../policy/signing.js';
 import { replies } from '../smtp/replies.js';
 import type { MessageHead, MessageProcessor, MessageRun } from './message.js';
 
@@ -42,11 +42,14 @@ export interface SigningDeps {
   readonly offload?: () => boolean;
   /** The sealer when `out` seals; undefined when it does not. */
   readonly sealer?: () => PreparedSealer | undefined;
+  /** A block's signing selector changed (key rotation took over): told once per change and process. */
+  readonly selectorChanged?: (change: SelectorSwitch) => void;
 }
 
 export class SigningProcessor implements MessageProcessor<SigningReport> {
   private readonly deps: SigningDeps;
   private readonly metrics: ProxyMetrics;
+  private readonly selectors = new SelectorMemory();
 
   constructor(deps: SigningDeps) {
     this.deps = deps;
@@ -57,7 +60,7 @@ export class SigningProcessor implements MessageProcessor<SigningReport> {
     const signing = this.deps.signing();
     const author = authorDomain(head.fields);
     const domain = author.ok ? author.domain : null;
-    const plan = await planSignatures(signing, domain, this.deps.lookup);
+    const plan = await planSignatures(signing, domain, this.deps.lookup, this.selectors, this.deps.selectorChanged);
     let unsignedReason: string | undefined;
     switch (plan.kind) {
       case 'tempfail':

@@ -16,7 +16,7 @@ import { configMessage, isConfigRequest, isListeningMessage, type ConfigMessage,
 import { startOps } from './ops.js';
 
 function messageOf(config: ProxyConfig): ConfigMessage {
-  const signers = [...config.signing.domains.values(), ...config.signing.signatures.values()].map((b) => b.signer);
+  const signers = [...config.signing.domains.values(), ...config.signing.signatures.values()].flatMap((b) => b.candidates);
   return configMessage(config.text, keyMaterialOf([...signers, ...(config.arc ? [config.arc] : [])]));
 }
 

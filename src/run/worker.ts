@@ -12,12 +12,19 @@ import type { HostPort, ProxyConfig } from '../config/types.js';
 import { cachedLookup } from '../dns/cache.js';
 import { delegatingWire, wireFor } from '../dns/wire-cache.js';
 import { createKeyLookup, type KeyLookup } from '../dns/resolver.js';
-import { createProcessMetrics, createProxyMetrics, exposition, NO_METRICS, Registry, serveToPrimary, type ProxyMetrics } from '../ops/metrics.js';
+import { createProcessMetrics, createProxyMetrics, exposition, NO_METRICS, Registry, serveToPrimary, type ProxyMetrics, type SigningKeyAge } from '../ops/metrics.js';
 import { createProxy, type ProxyServer } from '../smtp/proxy.js';
 import { CliError, EXIT } from '../cli/output.js';
 import { formatIssue } from '../cli/config.js';
 import { isConfigMessage, type ConfigRequest, type ListenerKind, type ListeningMessage } from './messages.js';
 import { startOps } from './ops.js';
+
+/** Every signing key of a config (every selector of each block, and the ARC sealer's), for dkim_key_age_seconds. */
+export function signingKeyAges(config: ProxyConfig): SigningKeyAge[] {
+  const signers = [...config.signing.domains.values(), ...config.signing.signatures.values()].flatMap((b) => b.candidates);
+  const out = signers.map((s) => ({ domain: s.domain, selector: s.selector, createdAt: s.keyCreatedAt }));
+  return config.arc ? [...out, { domain: config.arc.domain, selector: config.arc.selector, createdAt: config.arc.keyCreatedAt }] : out;
+}
 
 export function lookupFor(config: ProxyConfig, metrics: ProxyMetrics): KeyLookup {
   return cachedLookup(createKeyLookup({ servers: config.dns.servers, timeoutMs: config.dns.timeoutMs }), {
@@ -40,9 +47,11 @@ export async function runWorker(live: LiveConfig, log: Logger, file: string): Pr
   processMetrics?.workers(1);
   let lookup = lookupFor(live.config, metrics);
   let wire = wireFor(live.config.dns, (event) => metrics.policyDnsCache(event));
+  metrics.signingKeys(signingKeyAges(live.config));
   live.onChange((config) => {
     lookup = lookupFor(config, metrics);
     wire = wireFor(config.dns, (event) => metrics.policyDnsCache(event));
+    metrics.signingKeys(signingKeyAges(config));
   });
   const deps = { config: () => live.config, lookup: (name: string) => lookup(name), dns: delegatingWire(() => wire), log, metrics };
 

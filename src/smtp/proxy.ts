@@ -145,7 +145,15 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
   let active = 0;
   if (kind === 'out') {
     const sealer = (): PreparedSealer | undefined => (deps.config().out?.arcSeal ? deps.config().arc?.sealer : undefined);
-    const processor = new SigningProcessor({ signing: () => deps.config().signing, lookup: deps.lookup, now, sealer, ...(deps.metrics ? { metrics: deps.metrics } : {}), offload: () => active > 1 });
+    const processor = new SigningProcessor({
+      signing: () => deps.config().signing,
+      lookup: deps.lookup,
+      now,
+      sealer,
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
+      offload: () => active > 1,
+      selectorChanged: (c) => deps.log.info({ domain: c.domain, block: c.block, from: c.from, to: c.to }, 'signing selector changed'),
+    });
     return proxyWith(kind, deps, processor, (delta) => (active += delta));
   }
   const settings = (): VerifySettings => {
