@@ -4,6 +4,22 @@ import { BoundedLabel, createProxyMetrics, Registry } from './metrics.js';
 import { parseExposition, total } from './scrape.js';
 
 describe('metrics', () => {
+  it('dkim_key_age_seconds: each configured key\'s age, the series of a reload replacing the old ones, unknown ages left out', async () => {
+    const registry = new Registry();
+    const m = createProxyMetrics(registry);
+    m.signingKeys([
+      { domain: 'example.org', selector: 'old', createdAt: Date.now() - 200 * 86_400_000 },
+      { domain: 'example.org', selector: 'vault', createdAt: undefined },
+    ]);
+    let samples = parseExposition(await registry.metrics());
+    const age = total(samples, 'dkim_key_age_seconds', { domain: 'example.org', selector: 'old' });
+    assert.ok(age >= 200 * 86_400 && age < 200 * 86_400 + 60, String(age));
+    assert.equal(samples.filter((x) => x.name === 'dkim_key_age_seconds' && x.labels['selector'] === 'vault').length, 0);
+    m.signingKeys([{ domain: 'example.org', selector: 'new', createdAt: Date.now() }]);
+    samples = parseExposition(await registry.metrics());
+    assert.deepEqual(samples.filter((x) => x.name === 'dkim_key_age_seconds').map((x) => x.labels['selector']), ['new']);
+  });
+
   it('caps label values taken from mail, so made-up domains cannot mint series without end', () => {
     const label = new BoundedLabel(3);
     assert.deepEqual(['A.example', 'b.example', 'c.example', 'd.example', 'a.example', null].map((d) => label.value(d)), ['a.example', 'b.example', 'c.example', '_other', 'a.example', 'none']);
