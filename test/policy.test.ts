@@ -245,6 +245,19 @@ selectors = ["ed2", "ed1"]
     assert.deepEqual(told, ['domain.rotate.example: old -> new']);
   });
 
+  it('[signing] selectors are every block\'s default, and a block\'s own selector replaces them', async () => {
+    const d = makeConfigDir('[signing]\nselectors = ["b2", "b1"]\n[domain."x.example"]\n[domain."y.example"]\nselector = "only"\n', [
+      { domain: 'x.example', selector: 'b2' },
+      { domain: 'x.example', selector: 'b1' },
+      { domain: 'y.example', selector: 'only' },
+    ]);
+    const r = await loadConfig(d.file, { cwd: d.dir, env: {} });
+    rmSync(d.dir, { recursive: true, force: true });
+    assert.ok(r.ok, r.ok ? '' : r.issues.map((i) => i.message).join('\n'));
+    assert.deepEqual(r.config.signing.domains.get('x.example')!.candidates.map((c) => c.selector), ['b2', 'b1']);
+    assert.deepEqual(r.config.signing.domains.get('y.example')!.candidates.map((c) => c.selector), ['only']);
+  });
+
   it('selector and selectors together, an empty list and a repeated selector are config errors', async () => {
     for (const [text, message] of [
       ['selector = "a"\nselectors = ["b"]', /either selector or selectors/],

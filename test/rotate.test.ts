@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { createPublicKey } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { formatKeyRecord, generateSigningKey, parseKeyRecord, verifyMessage } from '../src/dkim/index.js';
@@ -62,6 +62,7 @@ describe('rotate new and rotate status', () => {
     const fresh = `s${month}`;
     const freshFile = join(dir.dir, 'keys', D, `${fresh}.key`);
     assert.equal(statSync(freshFile).mode & 0o777, 0o600);
+    assert.deepEqual(readdirSync(join(dir.dir, 'keys', D)).sort(), [`${fresh}.key`, 's1.key'].sort(), 'exactly one new key file');
     const record = made.stdout.trim().split(/" "/).join('').replace(/^"|"$/g, '');
     const parsed = parseKeyRecord(record);
     assert.ok(parsed.ok && parsed.record.publicKey);
@@ -188,11 +189,13 @@ describe('a running proxy switches selectors by itself', () => {
             // A steady rate: about 16 messages per connection per second.
             await new Promise((r) => setTimeout(r, Math.max(0, 60 - (Date.now() - started))));
             if (k === 300) {
-              // The new record appears: the zone is reloaded in place (a short outage included).
+              // The new record appears: the zone is reloaded in place, after an outage longer than the
+              // cache TTL, so that lookups fail meanwhile: TempFailIfNotInDNS answers 451, and the client retries.
               await dns.stop();
-              const swapped = await zone([[`old._domainkey.${D}`, dir.records.get(`old._domainkey.${D}`)![0]!], [`new._domainkey.${D}`, dir.records.get(`new._domainkey.${D}`)![0]!]], { address: '127.0.0.1', port: dns.port });
+              await new Promise((r) => setTimeout(r, 1500));
+              // The earliest the new record can be served: the new server starts now.
               published = Date.now();
-              dnsList.push(swapped);
+              await zone([[`old._domainkey.${D}`, dir.records.get(`old._domainkey.${D}`)![0]!], [`new._domainkey.${D}`, dir.records.get(`new._domainkey.${D}`)![0]!]], { address: '127.0.0.1', port: dns.port });
             }
           }
         } finally {

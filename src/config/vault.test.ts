@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { rmSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createPublicKey } from 'node:crypto';
 import { generateSigningKey, formatKeyRecord, parseHeaderBlock, verifyMessage } from '../dkim/index.js';
+import { cli } from '../../test/helpers/cli.js';
 import { MessageSealer } from '../arc/seal.js';
 import { verifyArc } from '../arc/verify.js';
 import { signMessage } from '../dkim/sign.js';
@@ -15,6 +18,7 @@ const key = generateSigningKey('rsa-2048');
 let server: Server;
 let addr: string;
 const requests: string[] = [];
+const written = new Map<string, string>();
 
 before(async () => {
   // The KV v2 read API: GET /v1/<mount>/data/<path>, token in X-Vault-Token.
@@ -22,6 +26,17 @@ before(async () => {
     requests.push(`${req.method} ${req.url}`);
     res.setHeader('content-type', 'application/json');
     if (req.headers['x-vault-token'] !== TOKEN) {
+      res.statusCode = 403;
+      res.end('{"errors":["permission denied"]}');
+    } else if (req.method === 'POST' && req.url?.startsWith('/v1/secret/data/dkim/example.com/') && !req.url.endsWith('/readonly')) {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        written.set(req.url!, (JSON.parse(body) as { data: { key: string } }).data.key);
+        res.end('{"data":{"version":1}}');
+      });
+      return;
+    } else if (req.method === 'POST') {
       res.statusCode = 403;
       res.end('{"errors":["permission denied"]}');
     } else if (req.url === '/v1/secret/data/dkim/example.com/s1' || req.url === '/v1/secret/data/dkim/lists.example.org/arc1') {
@@ -50,6 +65,29 @@ async function load(toml: string, env: Record<string, string>) {
 }
 
 describe('keys from HashiCorp Vault (KV v2)', () => {
+  it('rotate new writes the next key as a new secret where the token may, and says what to write where it may not', async () => {
+    const toml = (prefix: string) => `[signing]\nvault_addr = "${addr}"\nvault_mount = "secret"\nvault_path_prefix = "${prefix}"\n[domain."example.com"]\nselector = "s1"\n`;
+    const d = makeConfigDir(toml('dkim/'));
+    try {
+      const r = await cli(['rotate', 'new', '--config', d.file, '--domain', 'example.com', '--selector', 'next'], undefined, d.dir, { VAULT_TOKEN: TOKEN });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /wrote the key to vault:secret\/dkim\/example\.com\/next/);
+      const pem = written.get('/v1/secret/data/dkim/example.com/next');
+      assert.ok(pem?.includes('PRIVATE KEY'));
+      const record = r.stdout.trim().match(/"([^"]*)"/g)!.map((x) => x.slice(1, -1)).join('');
+      assert.equal(record, formatKeyRecord(createPublicKey(pem!)));
+
+      const refused = await cli(['rotate', 'new', '--config', d.file, '--domain', 'example.com', '--selector', 'readonly'], undefined, d.dir, { VAULT_TOKEN: TOKEN });
+      assert.equal(refused.code, 0, refused.stderr);
+      assert.match(refused.stderr, /Vault refused the write \(403\)/);
+      assert.match(refused.stderr, /vault kv put -mount=secret dkim\/example\.com\/readonly key=@.*readonly\.example\.com\.key/);
+      assert.equal(statSync(join(d.dir, 'readonly.example.com.key')).mode & 0o777, 0o600);
+    } finally {
+      rmSync(d.dir, { recursive: true, force: true });
+    }
+  });
+
+
   it('the [arc] key comes from Vault like a signer\'s, and it seals', async () => {
     const r = await load(
       `[in]\nlisten = "127.0.0.1:10025"\nrelay = "127.0.0.1:10026"\nauthserv_id = "mx.lists.example.org"\narc_seal = true\n[signing]\nvault_addr = "${addr}"\nvault_mount = "secret"\nvault_path_prefix = "dkim/"\n[arc]\ndomain = "lists.example.org"\nselector = "arc1"\n`,
