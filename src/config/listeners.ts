@@ -15,6 +15,7 @@ import type { Raw, Validator } from './validate.js';
 const LISTENER_KEYS = [
   'listen', 'relay', 'protocol', 'relay_protocol', 'allow_clients', 'max_message_bytes', 'spool_threshold', 'spool_dir', 'max_header_bytes', 'max_header_fields',
   'max_connections', 'max_connections_per_client', 'idle_timeout', 'command_timeout', 'data_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls',
+  'proxy_protocol_from',
 ];
 const OUT_KEYS = [...LISTENER_KEYS, 'arc_seal'];
 const IN_KEYS = [
@@ -63,13 +64,18 @@ function readBase(v: Validator, raw: Raw, name: 'out' | 'in', keys: readonly str
   const relay = readHostPort(v, t, path, 'relay');
   if (t['listen'] === undefined) v.error([...path, 'listen'], 'required: the address to listen on, e.g. "127.0.0.1:10027"');
   if (t['relay'] === undefined) v.error([...path, 'relay'], 'required: the next hop, e.g. "127.0.0.1:10028"');
-  const allowRaw = v.strings(t, path, 'allow_clients') ?? ['127.0.0.1/32', '::1/128'];
-  const allowClients: string[] = [];
-  for (const a of allowRaw) {
-    const c = parseCidr(a);
-    if (c === null) v.error([...path, 'allow_clients'], `expected an address or CIDR block such as "192.0.2.0/24", got "${a}"`);
-    else allowClients.push(c);
-  }
+  const cidrs = (key: string, fallback: readonly string[]): string[] => {
+    const out: string[] = [];
+    for (const a of v.strings(t, path, key) ?? fallback) {
+      const c = parseCidr(a);
+      if (c === null) v.error([...path, key], `expected an address or CIDR block such as "192.0.2.0/24", got "${a}"`);
+      else out.push(c);
+    }
+    return out;
+  };
+  const allowClients = cidrs('allow_clients', ['127.0.0.1/32', '::1/128']);
+  // The load balancers that put a PROXY header before their clients' bytes.
+  const proxyProtocolFrom = cidrs('proxy_protocol_from', []);
   const tlsCert = v.string(t, path, 'tls_cert');
   const tlsKey = v.string(t, path, 'tls_key');
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
@@ -89,6 +95,7 @@ function readBase(v: Validator, raw: Raw, name: 'out' | 'in', keys: readonly str
     protocol,
     relayProtocol,
     allowClients: Object.freeze(allowClients),
+    proxyProtocolFrom: Object.freeze(proxyProtocolFrom),
     maxMessageBytes,
     spoolThresholdBytes: v.size(t, path, 'spool_threshold') ?? 1024 * 1024,
     spoolDir: v.string(t, path, 'spool_dir'),

@@ -143,6 +143,16 @@ describe('config loading', () => {
     assert.match(unused.warnings.map((w) => w.message).join('\n'), /nothing seals with it/);
   });
 
+  it('proxy_protocol_from: CIDR blocks, normalized; anything else is named', async () => {
+    const base = '[out]\nlisten = "127.0.0.1:10027"\nrelay = "127.0.0.1:10028"\n';
+    const ok = await load(`${base}proxy_protocol_from = ["10.0.0.10", "2001:db8::/32"]\n`);
+    assert.ok(ok.ok, issues(ok).join('\n'));
+    assert.deepEqual(ok.config.out!.proxyProtocolFrom, ['10.0.0.10/32', '2001:db8::/32']);
+    const none = await load(base);
+    assert.ok(none.ok && none.config.out!.proxyProtocolFrom.length === 0);
+    expectIssue(await load(`${base}proxy_protocol_from = ["haproxy.internal"]\n`), 4, 'out.proxy_protocol_from', /expected an address or CIDR block/);
+  });
+
   it('requires listen and relay, and refuses a lone tls_cert', async () => {
     const r = await load('[in]\nauthserv_id = "mx.example.com"\ntls_cert = "/etc/ssl/c.pem"\n');
     expectIssue(r, 1, 'in.listen', /required/);

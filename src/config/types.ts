@@ -87,8 +87,10 @@ export interface ListenerConfig {
   readonly protocol: 'smtp' | 'lmtp';
   /** What we speak to the next hop: LMTP gives one reply per recipient (RFC 2033). */
   readonly relayProtocol: 'smtp' | 'lmtp';
-  /** CIDR blocks allowed to connect; everyone else gets 554 at connect. */
+  /** CIDR blocks allowed to connect; everyone else gets 554 at connect. With a balancer, the original client's address is the one checked. */
   readonly allowClients: readonly string[];
+  /** Load balancers (CIDR blocks) that must send a PROXY header (v1 or v2) first; its client is then the client. */
+  readonly proxyProtocolFrom: readonly string[];
   readonly maxMessageBytes: number;
   /** Above this, a message in flight is spooled to a private temp file. */
   readonly spoolThresholdBytes: number;

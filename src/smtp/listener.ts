@@ -13,9 +13,14 @@
  *   smtpd_per_request_deadline): a client owes each command within
  *   `command_timeout` and the whole message within `data_timeout`, however
  *   often it sends a byte. The clock stops while the client waits for us.
+ * - The PROXY protocol, versions 1 and 2, from the load balancers listed in
+ *   `proxy_protocol_from` (smtp-server reads version 1 only): the header is
+ *   read before the greeting, and its client is the session's address.
  */
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { parseProxyHeader } from './proxy-protocol.js';
 
 type Connection = SMTPServer['connections'] extends Set<infer C> ? C : never;
 
@@ -65,12 +70,71 @@ export class GuardedServer extends SMTPServer {
   private readonly guards = new Map<string, Guarded>();
   /** The next sweep for passed deadlines, while there are connections. */
   private sweeping: NodeJS.Timeout | undefined;
-  /** Told of a connection closed for its address's limit or a passed deadline. */
-  onGuard: (event: { readonly kind: 'per-client-limit' | 'deadline'; readonly address: string; readonly stage?: string }) => void = () => {};
+  /** Told of a connection closed for its address's limit, a passed deadline, or a PROXY header that was missing or malformed. */
+  onGuard: (event: { readonly kind: 'per-client-limit' | 'deadline' | 'proxy-header'; readonly address: string; readonly stage?: string; readonly reason?: string }) => void = () => {};
+  /** Whether a peer is a load balancer that must send a PROXY header (proxy_protocol_from). */
+  expectsProxyHeader: (address: string) => boolean = () => false;
+  /** How long a balancer has for its header. */
+  proxyHeaderTimeoutMs = 5000;
+  /** By session id: the client a balancer's PROXY header named, for XFORWARD to the next hop. */
+  readonly proxied = new Map<string, { readonly address: string; readonly port: number }>();
 
   constructor(options: SMTPServerOptions, limits: () => GuardLimits) {
     super(options);
     this.limits = limits;
+  }
+
+  /**
+   * smtp-server asks this before every session (its own version reads the
+   * v1 line of `useProxy` peers). A listed balancer's header is required: a
+   * missing or malformed one closes the connection before any reply, so it
+   * never gets a 250. Other peers start at once; a header they send is just
+   * bytes before the greeting ("You talk too soon"), never an address.
+   */
+  override _handleProxy(socket: Socket, callback: (err: Error | null, options?: { id: string; remoteAddress?: string; remotePort?: number }) => void): void {
+    const id = BigInt(`0x${randomBytes(10).toString('hex')}`).toString(32).padStart(16, '0');
+    const peer = socket.remoteAddress ?? '';
+    if (!this.expectsProxyHeader(peer)) {
+      setImmediate(() => callback(null, { id }));
+      return;
+    }
+    let buf = Buffer.alloc(0);
+    let done = false;
+    const finish = (err: Error | null, options?: { id: string; remoteAddress?: string; remotePort?: number }): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.removeListener('readable', read);
+      socket.removeListener('close', closed);
+      socket.removeListener('end', closed);
+      socket.removeListener('error', closed);
+      if (err) {
+        socket.on('error', () => {});
+        socket.destroy();
+        this.onGuard({ kind: 'proxy-header', address: peer, reason: err.message });
+      }
+      callback(err, options);
+    };
+    const read = (): void => {
+      let chunk: Buffer | null;
+      while ((chunk = socket.read() as Buffer | null) !== null) {
+        buf = Buffer.concat([buf, chunk]);
+        const h = parseProxyHeader(buf);
+        if (h.kind === 'incomplete') continue;
+        if (h.kind === 'invalid') return finish(new Error(`malformed PROXY header: ${h.reason}`));
+        const rest = buf.subarray(h.consumed);
+        if (rest.length > 0) socket.unshift(rest);
+        if (h.source) this.proxied.set(id, h.source);
+        return finish(null, { id, remoteAddress: h.source?.address ?? peer, remotePort: h.source?.port ?? socket.remotePort ?? 0 });
+      }
+    };
+    const closed = (): void => finish(new Error('the connection ended before its PROXY header'));
+    const timer = setTimeout(() => finish(new Error(`no PROXY header within ${this.proxyHeaderTimeoutMs} ms`)), this.proxyHeaderTimeoutMs);
+    timer.unref();
+    socket.on('readable', read);
+    socket.on('close', closed);
+    socket.on('end', closed);
+    socket.on('error', closed);
   }
 
   override connect(socket: Socket, socketOptions?: Parameters<SMTPServer['connect']>[1]): void {
@@ -98,6 +162,7 @@ export class GuardedServer extends SMTPServer {
     // The TCP socket closes under STARTTLS too (the TLS socket wraps it).
     socket.once('close', () => {
       this.guards.delete(conn.id);
+      this.proxied.delete(conn.id);
       const left = (this.perAddress.get(address) ?? 1) - 1;
       if (left <= 0) this.perAddress.delete(address);
       else this.perAddress.set(address, left);

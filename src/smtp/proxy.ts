@@ -105,14 +105,20 @@ const RCPT_PARAMS = { NOTIFY: 'DSN', ORCPT: 'DSN' };
  * keeps them parsed: PORT as a number, "[UNAVAILABLE]" as false, and the
  * socket's own address under "ADDR:DEFAULT" (ours, not to be passed on).
  */
-export function forwardedAttributes(session: SMTPServerSession): Map<string, string> {
+export function forwardedAttributes(session: SMTPServerSession, balanced?: { readonly address: string; readonly port: number }): Map<string, string> {
   const parsed = (session as { xForward?: Map<string, string | number | boolean> }).xForward;
   const out = new Map<string, string>();
+  const addr = (a: string): string => (a.includes(':') ? `IPV6:${a}` : a);
   for (const [key, value] of parsed ?? []) {
     if (key.includes(':')) continue;
     if (value === false || value === '') out.set(key, '[UNAVAILABLE]');
-    else if (key === 'ADDR' && typeof value === 'string' && value.includes(':')) out.set(key, `IPV6:${value}`);
+    else if (key === 'ADDR' && typeof value === 'string') out.set(key, addr(value));
     else out.set(key, String(value));
+  }
+  // Behind a balancer the next hop would see only us: it gets the client the PROXY header named.
+  if (balanced && !out.has('ADDR')) {
+    out.set('ADDR', addr(balanced.address));
+    out.set('PORT', String(balanced.port));
   }
   return out;
 }
@@ -338,10 +344,21 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
     limits,
   );
   server.on('error', (err) => deps.log.error({ kind, err }, 'listener error'));
+  let balancers = { cidrs: initial.proxyProtocolFrom, list: allowList(initial.proxyProtocolFrom) };
+  server.expectsProxyHeader = (address) => {
+    const current = listenerOf(deps.config(), kind).proxyProtocolFrom;
+    if (current.length === 0) return false;
+    if (current !== balancers.cidrs) balancers = { cidrs: current, list: allowList(current) };
+    return clientAllowed(balancers.list, address);
+  };
+  server.proxyHeaderTimeoutMs = Math.min(5000, initial.commandTimeoutMs);
   server.onGuard = (event) => {
     if (event.kind === 'per-client-limit') {
       metrics.clientRefused(kind);
       deps.log.warn({ kind, client: event.address }, 'client refused: too many connections from its address');
+    } else if (event.kind === 'proxy-header') {
+      metrics.clientRefused(kind);
+      deps.log.warn({ kind, balancer: event.address, reason: event.reason }, 'load balancer connection closed: no valid PROXY header');
     } else {
       deps.log.warn({ kind, client: event.address, stage: event.stage }, 'client too slow: deadline passed, connection closed');
     }
@@ -361,7 +378,7 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       s.accepted.push(address.address);
       return;
     }
-    const opened = await hop.openTransaction({ reset: s.open, xforward: forwardedAttributes(session), mail: `MAIL FROM:<${sender.address}>${params(sender.args, hop, MAIL_PARAMS)}`, rcpt });
+    const opened = await hop.openTransaction({ reset: s.open, xforward: forwardedAttributes(session, server.proxied.get(session.id)), mail: `MAIL FROM:<${sender.address}>${params(sender.args, hop, MAIL_PARAMS)}`, rcpt });
     s.open = false;
     if (!isPositive(opened.mail)) throw fromReply(opened.mail);
     s.open = true;
