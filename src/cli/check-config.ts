@@ -21,7 +21,7 @@ const canon = (s: Signer): string => `${s.canonicalization.header}/${s.canonical
 
 export function describeConfig(config: ProxyConfig, p: Paint = paint()): string {
   let out = '';
-  const l = (name: string, x: ProxyConfig['out']): string =>
+  const l = (name: string, x: ListenerConfig | undefined): string =>
     x ? `${name}: ${x.listen.host}:${x.listen.port} -> ${x.relay.host}:${x.relay.port} (${x.protocol}; clients ${x.allowClients.join(', ')})\n` : `${name}: off\n`;
   out += l('out', config.out) + l('in', config.in);
   if (config.in) out += `in: authserv-id ${config.in.authservId}\n`;

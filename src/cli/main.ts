@@ -6,6 +6,7 @@ import { checkConfigCommand, CHECK_CONFIG_HELP } from './check-config.js';
 import { dnsCheckCommand, DNS_CHECK_HELP } from './dns-check.js';
 import { healthCommand, HEALTH_HELP } from './health.js';
 import { keygenCommand, KEYGEN_HELP } from './keygen.js';
+import { passwdCommand, PASSWD_HELP } from './passwd.js';
 import { rotateCommand, ROTATE_HELP } from './rotate.js';
 import { runCommand, RUN_HELP } from './run.js';
 import { CliError, EXIT } from './output.js';
@@ -25,6 +26,7 @@ Commands:
   spf           evaluate SPF for a client address, sender and HELO name
   keygen        make a signing key and print the DNS record to publish
   rotate        key rotation: make the next key (new), what is due (status), put one away (retire)
+  passwd        add or update an SMTP AUTH user and the domains it may sign for
   check-config  validate a configuration and print the signing table
   dns-check     check that every configured key is published and matches
   stats         what the running proxy has signed, verified and relayed
@@ -41,6 +43,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   spf: { run: spfCommand, help: SPF_HELP },
   keygen: { run: keygenCommand, help: KEYGEN_HELP },
   rotate: { run: rotateCommand, help: ROTATE_HELP },
+  passwd: { run: passwdCommand, help: PASSWD_HELP },
   'check-config': { run: checkConfigCommand, help: CHECK_CONFIG_HELP },
   'dns-check': { run: dnsCheckCommand, help: DNS_CHECK_HELP },
   stats: { run: statsCommand, help: STATS_HELP },

@@ -17,7 +17,7 @@ const LISTENER_KEYS = [
   'max_connections', 'max_connections_per_client', 'idle_timeout', 'command_timeout', 'data_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls',
   'proxy_protocol_from',
 ];
-const OUT_KEYS = [...LISTENER_KEYS, 'arc_seal'];
+const OUT_KEYS = [...LISTENER_KEYS, 'arc_seal', 'auth_users_file', 'sign_condition'];
 const IN_KEYS = [
   ...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys', 'checks', 'received_spf', 'spf_mailfrom', 'reject_fail', 'reject_error',
   'x_dkim_authentication_results', 'arc_seal', 'arc_trusted_sealers',
@@ -118,7 +118,13 @@ function readBase(v: Validator, raw: Raw, name: 'out' | 'in', keys: readonly str
 /** `[out]`: the signing listener. */
 export function readOutListener(v: Validator, raw: Raw): OutListenerConfig | undefined {
   const r = readBase(v, raw, 'out', OUT_KEYS);
-  return r && Object.freeze({ ...r.base, arcSeal: v.bool(r.t, ['out'], 'arc_seal') ?? false });
+  if (!r) return undefined;
+  const path = ['out'];
+  const authUsersFile = v.string(r.t, path, 'auth_users_file');
+  const signCondition = v.oneOf(r.t, path, 'sign_condition', ['can_relay', 'auth_user'] as const) ?? 'can_relay';
+  if (signCondition === 'auth_user' && authUsersFile === undefined) v.error([...path, 'sign_condition'], '"auth_user" signs for authenticated users only: set auth_users_file too');
+  // The users come with the files phase (load.ts), once the tables are sound.
+  return Object.freeze({ ...r.base, arcSeal: v.bool(r.t, path, 'arc_seal') ?? false, authUsersFile, authUsers: undefined, signCondition });
 }
 
 /** `[in]`: the verifying listener, with what verification needs. */

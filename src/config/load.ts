@@ -11,6 +11,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import TOML from '@iarna/toml';
 import type { SigningAlgorithm } from '../dkim/index.js';
+import { parseUsers, type AuthUser } from '../auth/users.js';
 import { arcConfig, readArc } from './arc.js';
 import { expandKeyPath, loadSignerKeys, type KeyMaterial, type LoadedKey } from './keys.js';
 import { checkListenerFiles, readDns, readHostPort, readInListener, readOutListener } from './listeners.js';
@@ -106,6 +107,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   // Files last: only for a config that is otherwise sound, all errors together.
   const cwd = options.cwd ?? process.cwd();
   for (const [name, l] of [['out', t.out], ['in', t.in]] as const) if (l) await checkListenerFiles(v, name, l, cwd);
+  const out = t.out && t.out.authUsersFile !== undefined ? Object.freeze({ ...t.out, authUsers: await readUsersFile(v, resolve(cwd, t.out.authUsersFile)) }) : t.out;
   const keys = await loadSignerKeys(v, [...t.tables.pending, ...(t.arc ? [t.arc.pending] : [])], t.tables.vault, cwd, options.keys);
   const arc = t.arc && arcConfig(v, t.arc, keys.get(t.arc.pending));
   if (v.issues.length > 0) return failed();
@@ -114,7 +116,7 @@ export async function loadConfig(file: string, options: LoadOptions = {}): Promi
   const config: ProxyConfig = Object.freeze({
     file: resolve(file),
     text: parsed.text,
-    out: t.out,
+    out,
     in: t.in,
     arc,
     dns: t.dns,
@@ -142,6 +144,24 @@ export async function keyRefs(file: string, options: LoadOptions = {}): Promise<
     refs.push({ domain: p.domain, selector: p.settings.selector, algorithm: p.settings.algorithm, keyFile });
   }
   return { ok: true, keys: refs };
+}
+
+/** `[out] auth_users_file`: problems named by the key and the file's line. */
+async function readUsersFile(v: Validator, file: string): Promise<ReadonlyMap<string, AuthUser> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    v.error(['out', 'auth_users_file'], `cannot read ${file}: ${code}${code === 'ENOENT' ? ' (add a user with: dkim-proxy passwd USER --domains DOMAIN --config FILE)' : ''}`);
+    return undefined;
+  }
+  const r = parseUsers(text);
+  if (!r.ok) {
+    v.error(['out', 'auth_users_file'], `${file}:${r.line}: ${r.message}`);
+    return undefined;
+  }
+  return r.users;
 }
 
 /** `[signing] max_key_age`: each key older than it, named where its selector is configured (M3AAWG: rotate at least every six months). */
@@ -177,5 +197,6 @@ function signingConfig(tables: SigningTables, keys: ReadonlyMap<PendingSigner, L
     maxKeyAge: tables.maxKeyAge,
     retireAfter: tables.retireAfter,
     vault: tables.vault,
+    match: tables.match,
   });
 }

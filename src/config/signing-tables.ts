@@ -12,7 +12,7 @@ import { isTable, type Raw, type Validator } from './validate.js';
 import type { VaultSettings } from './vault.js';
 
 const SETTINGS_KEYS = ['selector', 'selectors', 'algorithm', 'canonicalization', 'headers', 'over_sign', 'key_file', 'identity', 'expire', 'body_length', 'copy_headers'];
-const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'max_key_age', 'retire_after', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
+const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'max_key_age', 'retire_after', 'match', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
 const DOMAIN_KEYS = [...SETTINGS_KEYS, 'subdomains', 'policy', 'additional_signatures'];
 const SIGNATURE_KEYS = [...SETTINGS_KEYS, 'domain', 'policy'];
 const DNS_POLICIES: readonly DnsPolicy[] = ['SignAlways', 'SignOnlyIfInDNS', 'TempFailIfNotInDNS'];
@@ -49,6 +49,7 @@ export interface SigningTables {
   readonly unsigned: 'relay' | 'refuse';
   readonly maxKeyAge: number | undefined;
   readonly retireAfter: number;
+  readonly match: 'header_from' | 'envelope_from' | 'sender';
   readonly vault: VaultSettings | undefined;
 }
 
@@ -166,6 +167,7 @@ export function readSigningTables(v: Validator, raw: Raw, env: Readonly<Record<s
     maxKeyAge: v.duration(signingRaw, ['signing'], 'max_key_age'),
     // Long enough for mail queued and signed with the old key to be verified on arrival.
     retireAfter: v.duration(signingRaw, ['signing'], 'retire_after') ?? 7 * 86_400,
+    match: v.oneOf(signingRaw, ['signing'], 'match', ['header_from', 'envelope_from', 'sender'] as const) ?? 'header_from',
     vault: readVault(v, signingRaw, env),
   };
 }

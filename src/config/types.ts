@@ -1,5 +1,6 @@
 /** The validated configuration: one immutable object, built once per load. */
 import type { PreparedSealer } from '../arc/seal.js';
+import type { AuthUser } from '../auth/users.js';
 import type { VaultSettings } from './vault.js';
 import type { Canonicalization, PreparedSigner, SigningAlgorithm, SigningKey } from '../dkim/index.js';
 
@@ -78,6 +79,8 @@ export interface SigningConfig {
   readonly retireAfter: number;
   /** Where keys come from when they are in Vault (rotate new writes the next one there). */
   readonly vault: VaultSettings | undefined;
+  /** Whose domain picks the signing rules: the From header's (default), the envelope sender's, or Sender's (then From's). */
+  readonly match: 'header_from' | 'envelope_from' | 'sender';
 }
 
 export interface ListenerConfig {
@@ -116,6 +119,12 @@ export interface ListenerConfig {
 export interface OutListenerConfig extends ListenerConfig {
   /** Seal each message on the way out with the results our `in` wrote (a list's or forwarder's ARC set). */
   readonly arcSeal: boolean;
+  /** SMTP AUTH (PLAIN, LOGIN; over TLS or from loopback) against this file of users. */
+  readonly authUsersFile: string | undefined;
+  /** The users of `authUsersFile`, read at load (and on each reload). */
+  readonly authUsers: ReadonlyMap<string, AuthUser> | undefined;
+  /** Momentum's sign_condition: `can_relay` signs for clients in allow_clients; `auth_user` only for an authenticated user's own domains. */
+  readonly signCondition: 'can_relay' | 'auth_user';
 }
 
 export type InboundCheck = 'dkim' | 'spf' | 'dmarc' | 'arc';

@@ -22,6 +22,8 @@ export interface Envelope {
   /** The reverse path; empty for a null sender (bounces). */
   readonly mailFrom: string;
   readonly rcptTo: readonly string[];
+  /** The SMTP AUTH user of the session, with the domains it may sign for. */
+  readonly user?: { readonly name: string; readonly domains: readonly string[] };
 }
 
 /** The header block as received (CRLF line ends, ending with the last field's CRLF) and its fields. */

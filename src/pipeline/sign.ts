@@ -9,10 +9,11 @@ import { BodyHashSet, MessageSigner, parseHeaderBlock } from '../dkim/index.js';
 import type { SigningConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
 import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
-import { authorDomain } from '../policy/author.js';
-import { planSignatures, SelectorMemory, type SelectorSwitch } from '../policy/signing.js';
+import { signingIdentity } from '../policy/author.js';
+import { isSameOrSubdomain } from '../dkim/signature.js';
+import { planSignatures, SelectorMemory, type SelectorSwitch, type SigningPlan } from '../policy/signing.js';
 import { replies } from '../smtp/replies.js';
-import type { MessageHead, MessageProcessor, MessageRun } from './message.js';
+import { NO_ENVELOPE, type Envelope, type MessageHead, type MessageProcessor, type MessageRun } from './message.js';
 
 export interface SignatureMade {
   readonly d: string;
@@ -44,6 +45,21 @@ export interface SigningDeps {
   readonly sealer?: () => PreparedSealer | undefined;
   /** A block's signing selector changed (key rotation took over): told once per change and process. */
   readonly selectorChanged?: (change: SelectorSwitch) => void;
+  /** Momentum's sign_condition: `auth_user` signs only for an authenticated user's own domains (default `can_relay`). */
+  readonly signCondition?: () => 'can_relay' | 'auth_user';
+}
+
+/**
+ * `sign_condition = "auth_user"`: why this session may not sign as `domain`
+ * (not authenticated, or not its domain); undefined when it may. Then no
+ * signature is made at all, not even an additional one.
+ */
+function notEntitled(envelope: Envelope, domain: string | null): string | undefined {
+  const user = envelope.user;
+  if (user === undefined) return 'not authenticated (sign_condition = "auth_user" signs only for authenticated users)';
+  if (domain === null) return `no signing domain, and ${user.name} may sign only for ${user.domains.join(', ')}`;
+  if (!user.domains.some((d) => isSameOrSubdomain(domain, d))) return `${user.name} may not sign for ${domain} (only for ${user.domains.join(', ')})`;
+  return undefined;
 }
 
 export class SigningProcessor implements MessageProcessor<SigningReport> {
@@ -56,18 +72,19 @@ export class SigningProcessor implements MessageProcessor<SigningReport> {
     this.metrics = deps.metrics ?? NO_METRICS;
   }
 
-  async start(head: MessageHead): Promise<MessageRun<SigningReport>> {
+  async start(head: MessageHead, envelope: Envelope = NO_ENVELOPE): Promise<MessageRun<SigningReport>> {
     const signing = this.deps.signing();
-    const author = authorDomain(head.fields);
+    const author = signingIdentity(signing.match, head.fields, envelope.mailFrom);
     const domain = author.ok ? author.domain : null;
-    const plan = await planSignatures(signing, domain, this.deps.lookup, this.selectors, this.deps.selectorChanged);
+    const refusal = this.deps.signCondition?.() === 'auth_user' ? notEntitled(envelope, domain) : undefined;
+    const plan: SigningPlan = refusal !== undefined ? { kind: 'unsigned', reason: refusal } : await planSignatures(signing, domain, this.deps.lookup, this.selectors, this.deps.selectorChanged);
     let unsignedReason: string | undefined;
     switch (plan.kind) {
       case 'tempfail':
         this.metrics.signing(domain, 'tempfail', []);
         throw replies.notSigned(plan.reason);
       case 'unsigned': {
-        unsignedReason = author.ok ? plan.reason : author.reason;
+        unsignedReason = author.ok || refusal !== undefined ? plan.reason : author.reason;
         if (signing.unsigned === 'refuse') {
           this.metrics.signing(domain, 'refused', []);
           throw replies.refusedUnsigned(unsignedReason);

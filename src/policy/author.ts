@@ -9,7 +9,7 @@ import addressparser from 'nodemailer/lib/addressparser/index.js';
 import type { HeaderField } from '../dkim/index.js';
 
 export type AuthorResult =
-  | { readonly ok: true; readonly domain: string; readonly address: string; readonly source: 'from' | 'sender' }
+  | { readonly ok: true; readonly domain: string; readonly address: string; readonly source: 'from' | 'sender' | 'envelope' }
   | { readonly ok: false; readonly reason: string };
 
 /**
@@ -59,4 +59,24 @@ export function authorDomain(fields: readonly HeaderField[]): AuthorResult {
   const domain = domainOf(address);
   if (domain === null) return { ok: false, reason: `no usable domain in "${address}"` };
   return { ok: true, domain, address, source };
+}
+
+/**
+ * The domain whose rules sign a message, as `[signing] match` says: the
+ * From header's (RFC 5322.From, the default), the envelope sender's (a
+ * bounce, MAIL FROM:<>, falls back to From: the reporting host's), or the
+ * Sender field's single mailbox, then From's (DKIMproxy's sender map).
+ */
+export function signingIdentity(match: 'header_from' | 'envelope_from' | 'sender', fields: readonly HeaderField[], mailFrom: string): AuthorResult {
+  if (match === 'envelope_from' && mailFrom !== '') {
+    const domain = domainOf(mailFrom);
+    return domain === null ? { ok: false, reason: `no usable domain in MAIL FROM <${mailFrom}>` } : { ok: true, domain, address: mailFrom, source: 'envelope' };
+  }
+  if (match === 'sender') {
+    const sender = fields.filter((f) => f.key === 'sender');
+    const boxes = sender.length === 1 ? mailboxes(sender[0]!) : [];
+    const domain = boxes.length === 1 ? domainOf(boxes[0]!) : null;
+    if (domain !== null) return { ok: true, domain, address: boxes[0]!, source: 'sender' };
+  }
+  return authorDomain(fields);
 }

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Logger } from 'pino';
 import type { PreparedSealer } from '../arc/seal.js';
+import { Authenticator, isLoopback, type SessionUser } from './auth.js';
 import type { ListenerConfig, ProxyConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
 import type { WireResolver } from '../dns/wire.js';
@@ -135,6 +136,7 @@ function envelopeOf(session: SMTPServerSession): Envelope {
     helo: helo !== undefined ? (helo !== '[UNAVAILABLE]' ? helo : undefined) : session.hostNameAppearsAs || undefined,
     mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
     rcptTo: session.envelope.rcptTo.map((r) => r.address),
+    ...(session.user ? { user: session.user as unknown as SessionUser } : {}),
   };
 }
 
@@ -159,6 +161,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
       ...(deps.metrics ? { metrics: deps.metrics } : {}),
       offload: () => active > 1,
       selectorChanged: (c) => deps.log.info({ domain: c.domain, block: c.block, from: c.from, to: c.to }, 'signing selector changed'),
+      signCondition: () => deps.config().out?.signCondition ?? 'can_relay',
     });
     return proxyWith(kind, deps, processor, (delta) => (active += delta));
   }
@@ -236,6 +239,9 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
     return { perClient: l.maxConnectionsPerClient, commandTimeoutMs: l.commandTimeoutMs, dataTimeoutMs: l.dataTimeoutMs };
   };
 
+  const outConfig = kind === 'out' ? deps.config().out : undefined;
+  // Only a listener started with users offers AUTH (adding auth_users_file takes a restart, changing users a reload).
+  const auth = outConfig?.authUsersFile !== undefined ? new Authenticator(() => deps.config().out?.authUsers, deps.log) : undefined;
   const server: GuardedServer = new GuardedServer(
     {
       name: initial.hostname,
@@ -253,7 +259,9 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       authOptional: true,
       // XFORWARD (from Postfix) names the client; a PTR lookup per connection would only add a wait.
       disableReverseLookup: true,
-      disabledCommands: initial.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+      // AUTH where [out] has users: listed per session (see authAllowed), so smtp-server's own TLS rule is off.
+      ...(auth ? { authMethods: ['PLAIN', 'LOGIN'], allowInsecureAuth: true } : {}),
+      disabledCommands: [...(auth ? [] : ['AUTH']), ...(initial.tls ? [] : ['STARTTLS'])],
       ...(initial.tls ? { key: readFileSync(initial.tls.key), cert: readFileSync(initial.tls.cert) } : {}),
       logger: false,
 
@@ -269,7 +277,22 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
           return;
         }
         sessions.set(session.id, { hop: undefined, open: false, sender: undefined, accepted: [], busy: false, early: undefined });
+        // A password crosses the network in the clear only from loopback: elsewhere AUTH appears after STARTTLS.
+        if (auth && !isLoopback(session.remoteAddress)) session.disabledCommands = ['AUTH', ...(initial.tls ? [] : ['STARTTLS'])];
         callback();
+      },
+
+      onSecure(_socket, session, callback) {
+        if (auth) session.disabledCommands = [];
+        callback();
+      },
+
+      onAuth(credentials, session, callback) {
+        if (!auth) return callback(new Error('AUTH is not offered here'));
+        auth.check(credentials.username, credentials.password ?? '', session.remoteAddress).then(
+          (r) => (r.ok ? callback(null, { user: r.user }) : callback(Object.assign(new Error(r.reply), { responseCode: r.code }))),
+          (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
+        );
       },
 
       onMailFrom(address, session, callback) {

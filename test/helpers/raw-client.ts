@@ -28,6 +28,11 @@ export async function rawClient(port: number, localAddress = '127.0.0.1'): Promi
     socket.once('connect', () => resolve());
     socket.once('error', reject);
   });
+  return clientOn(socket);
+}
+
+/** The same client on a connected stream of one's own (a TLS socket after STARTTLS, say). */
+export function clientOn(socket: Socket): RawClient {
   const lines: string[] = [];
   const malformed: string[] = [];
   const replies: string[][] = [];
