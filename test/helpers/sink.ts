@@ -93,6 +93,8 @@ export async function startSink(behaviour: SinkBehaviour = {}, tls?: { key: Buff
       });
     },
   });
+  // A client that vanishes (a proxy killed mid-session) is a connection's end, as it is for Postfix, not the sink's.
+  server.on('error', () => {});
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const addr = server.server.address();
   (sink as { port: number }).port = typeof addr === 'object' && addr ? addr.port : 0;
