@@ -8,7 +8,7 @@
  * queue and is delivered once it is back.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -62,7 +62,7 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
   };
 
   before(async () => {
-    const names = ['submission', 'smtp', '10025', '10026', '10027', '10028', 'metrics', 'milter'];
+    const names = ['submission', 'smtp', '10025', '10026', '10027', '10028', 'metrics', 'milter', 'balanced', 'haproxy', 'out2'];
     const free = await freeTcpPorts(names.length);
     names.forEach((name, k) => ports.set(name, free[k]!));
     const p = (name: string): number => ports.get(name)!;
@@ -90,7 +90,9 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
         ...relayPorts,
       ]),
     );
-    postfix = await startPostfix({ masterCf, mainCf: readmeBlock('main.cf'), domains: ['example.com', 'example.net'], mailboxes: ['bob@example.net', 'alice@example.com'] });
+    // A second submission port whose content_filter is a load balancer (HAProxy, send-proxy-v2) in front of another dkim-proxy out.
+    const balancedCf = `${masterCf}\n127.0.0.1:${p('balanced')} inet n - n - - smtpd\n  -o syslog_name=postfix/balanced\n  -o content_filter=dksign:[127.0.0.1]:${p('haproxy')}\n  -o receive_override_options=no_address_mappings\n`;
+    postfix = await startPostfix({ masterCf: balancedCf, mainCf: readmeBlock('main.cf'), domains: ['example.com', 'example.net'], mailboxes: ['bob@example.net', 'alice@example.com'] });
     daemon = await startProxy();
   });
 
@@ -237,6 +239,34 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     const table = (await cli(['stats', '--config', config.file], undefined, config.dir)).stdout;
     assert.match(table, /DMARC \(in\), messages\n/);
     assert.match(table, /ARC \(in\), messages\n/);
+  });
+
+  it('through a load balancer: Postfix -> HAProxy (send-proxy-v2) -> another dkim-proxy out -> Postfix, signed, XFORWARD intact', async () => {
+    const p = (name: string): number => ports.get(name)!;
+    const balancedToml = `workers = 1\n[out]\nlisten = "127.0.0.1:${p('out2')}"\nrelay = "127.0.0.1:${p('10028')}"\nproxy_protocol_from = ["127.0.0.1/32"]\n\n[dns]\nservers = ["${dns.server}"]\n\n[domain."example.com"]\nselector = "s2026"\nkey_file = "${join(config.dir, 'keys', 'example.com', 's2026.key')}"\n`;
+    const file = join(config.dir, 'balanced.toml');
+    writeFileSync(file, balancedToml);
+    const balanced = startDaemon(file, config.dir);
+    const cfg = join(config.dir, 'haproxy.cfg');
+    writeFileSync(cfg, ['defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 30s', '  timeout server 30s', 'frontend smtp', `  bind 127.0.0.1:${p('haproxy')}`, '  default_backend dkim', 'backend dkim', `  server b 127.0.0.1:${p('out2')} send-proxy-v2`, ''].join('\n'));
+    const haproxy = spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'ignore' });
+    try {
+      await balanced.port('out');
+      const subject = 'outbound through a load balancer';
+      const queueId = await swaks(p('balanced'), 'alice@example.com', 'bob@example.net', ['--header', `Subject: ${subject}`, '--body', 'Signed behind HAProxy.']);
+      const delivered = await eventually('the signed message in bob\'s mailbox', () => mboxMessage(postfix.mailbox('bob@example.net'), subject), { timeoutMs: 30_000, everyMs: 50, detail: logTail });
+      assert.match(delivered.toString('latin1'), /^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.com; s=s2026;/m);
+      const peerFile = join(postfix.dir, 'balanced.eml');
+      writeFileSync(peerFile, delivered);
+      assert.deepEqual((await mailDkimVerify([peerFile], dns.port)).map((r) => r.result), ['pass']);
+      // The proxy behind the balancer saw Postfix's client (named by the PROXY header), and passed Postfix's XFORWARD on.
+      const relayed = await balanced.waitFor((l) => l['msg'] === 'message relayed');
+      assert.equal(relayed['client'], '127.0.0.1');
+      assert.match(postfix.maillog(), new RegExp(`postfix/dksign-return/smtpd\\[\\d+\\]: \\w+: client=localhost\\[127\\.0\\.0\\.1\\], orig_queue_id=${queueId}, orig_client=localhost\\[127\\.0\\.0\\.1\\]`));
+    } finally {
+      haproxy.kill('SIGTERM');
+      await balanced.stop();
+    }
   });
 
   it('keeps submitted mail deferred in Postfix\'s queue while dkim-proxy is down, and delivers it once it is back', async () => {
