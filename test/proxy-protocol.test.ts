@@ -108,6 +108,31 @@ describe('the PROXY protocol on a listener', () => {
   });
 });
 
+describe('the PROXY protocol on in', () => {
+  it('SPF is checked for the client the header names, and the log says so', async () => {
+    const sink = await startSink();
+    const dns = await startDnsmasq(new Map([[D, ['v=spf1 ip4:192.0.2.0/24 -all']]]), [D]);
+    const proxy = await startProxy(
+      'in',
+      `[in]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sink.port}"\nauthserv_id = "mx.test"\nallow_clients = ["192.0.2.0/24"]\nproxy_protocol_from = ["127.0.0.1/32"]\nchecks = ["spf"]\n\n[dns]\nservers = ["${dns.server}"]\n`,
+    );
+    try {
+      const c = await rawClient(proxy.port);
+      c.write('PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n');
+      assert.match((await c.reply())[0]!, /^220 /);
+      assert.match((await transaction(c))[0]!, /^250 /);
+      c.socket.destroy();
+      await eventually('delivered', () => sink.messages.length === 1, { timeoutMs: 5000, everyMs: 10 });
+      assert.match(sink.messages[0]!.data.toString('latin1'), /^Authentication-Results: mx\.test;\r\n\tspf=pass smtp\.mailfrom=a@example\.com \(example\.com: matched ip4:192\.0\.2\.0\/24\)/);
+      assert.ok(proxy.logs.some((l) => l['client'] === '192.0.2.7' && l['msg'] === 'message relayed'));
+    } finally {
+      await proxy.stop();
+      await sink.stop();
+      await dns.stop();
+    }
+  });
+});
+
 describe('behind HAProxy', () => {
   let dir: string;
   let dns: TestDns;

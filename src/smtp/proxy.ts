@@ -259,7 +259,7 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       authOptional: true,
       // XFORWARD (from Postfix) names the client; a PTR lookup per connection would only add a wait.
       disableReverseLookup: true,
-      // AUTH where [out] has users: listed per session (see authAllowed), so smtp-server's own TLS rule is off.
+      // AUTH where [out] has users: listed per session (onConnect, onSecure), so smtp-server's own TLS rule is off.
       ...(auth ? { authMethods: ['PLAIN', 'LOGIN'], allowInsecureAuth: true } : {}),
       disabledCommands: [...(auth ? [] : ['AUTH']), ...(initial.tls ? [] : ['STARTTLS'])],
       ...(initial.tls ? { key: readFileSync(initial.tls.key), cert: readFileSync(initial.tls.cert) } : {}),
