@@ -82,7 +82,7 @@ describe('dkim-proxy command line', () => {
     assert.deepEqual(JSON.parse(verified.stdout), {
       results: [{ result: 'fail', d: 'example.org', s: 'cli', a: 'rsa-sha256', reason: 'body hash did not verify', detail: null, testing: false }],
       arc: { result: 'none', instance: 0, oldestPass: null, sealer: null, reason: 'the message has no ARC sets' },
-      authenticationResults: `Authentication-Results: mx.test; dkim=fail reason="body hash did not verify" header.d=example.org header.i=@example.org header.s=cli header.a=rsa-sha256 header.b=${headerB}; arc=none`,
+      authenticationResults: `Authentication-Results: mx.test; dkim=fail (body-changed) reason="body hash did not verify" header.d=example.org header.i=@example.org header.s=cli header.a=rsa-sha256 header.b=${headerB}; arc=none`,
     });
   });
 

@@ -102,7 +102,7 @@ describe('sign and verify', () => {
     const signed = sign(SAMPLE, {}, { algorithm: 'ed25519-sha256' });
     const tampered = signed.toString('latin1').replace('Subject: Lunch', 'Subject: Dinner');
     const ar = formatAuthenticationResults('mx.example.net', await verify(tampered));
-    assert.match(ar, /^Authentication-Results: mx\.example\.net;\r\n\tdkim=fail reason="signature did not verify" header\.d=example\.com header\.i=@example\.com header\.s=sel header\.a=rsa-sha256 header\.b="?[A-Za-z0-9+/]{8,}"?;\r\n\tdkim=fail /);
+    assert.match(ar, /^Authentication-Results: mx\.example\.net;\r\n\tdkim=fail \(header-changed\) reason="signature did not verify" header\.d=example\.com header\.i=@example\.com header\.s=sel header\.a=rsa-sha256 header\.b="?[A-Za-z0-9+/]{8,}"?;\r\n\tdkim=fail /);
     assert.equal(formatAuthenticationResults('mx.example.net', []), 'Authentication-Results: mx.example.net;\r\n\tdkim=none\r\n');
   });
 

@@ -4,6 +4,7 @@ import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { checkConfigCommand, CHECK_CONFIG_HELP } from './check-config.js';
 import { dnsCheckCommand, DNS_CHECK_HELP } from './dns-check.js';
+import { explainCommand, EXPLAIN_HELP } from './explain.js';
 import { healthCommand, HEALTH_HELP } from './health.js';
 import { keygenCommand, KEYGEN_HELP } from './keygen.js';
 import { passwdCommand, PASSWD_HELP } from './passwd.js';
@@ -23,6 +24,7 @@ Commands:
   sign          sign a message (file or stdin) and print it
   verify        verify a message's DKIM signatures (and ARC chain) and print Authentication-Results
   seal          add an ARC set to a message and print it
+  explain       why each signature of a message verifies or not, in one word, with the fix
   spf           evaluate SPF for a client address, sender and HELO name
   keygen        make a signing key and print the DNS record to publish
   rotate        key rotation: make the next key (new), what is due (status), put one away (retire)
@@ -40,6 +42,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   sign: { run: signCommand, help: SIGN_HELP },
   verify: { run: verifyCommand, help: VERIFY_HELP },
   seal: { run: sealCommand, help: SEAL_HELP },
+  explain: { run: explainCommand, help: EXPLAIN_HELP },
   spf: { run: spfCommand, help: SPF_HELP },
   keygen: { run: keygenCommand, help: KEYGEN_HELP },
   rotate: { run: rotateCommand, help: ROTATE_HELP },

@@ -32,3 +32,10 @@ export function messageArgument(positionals: readonly string[], command: string)
   if (positionals.length > 1) throw usageError(`${command} takes at most one MESSAGE file`);
   return positionals[0];
 }
+
+/** A `--timeout MS` option: a positive whole number of milliseconds. */
+export function millisecondsOption(value: string, flag = '--timeout'): number {
+  const ms = Number(value);
+  if (!Number.isInteger(ms) || ms <= 0) throw usageError(`${flag}: expected milliseconds, got "${value}"`);
+  return ms;
+}

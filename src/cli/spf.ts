@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createWireResolver } from '../dns/wire.js';
 import { checkSpf, type SpfOutcome } from '../spf/evaluate.js';
-import { EXIT, usageError } from './output.js';
+import { EXIT, millisecondsOption, usageError } from './output.js';
 import { paint } from './style.js';
 
 export const SPF_HELP = `Usage: dkim-proxy spf --ip IP [--mail-from ADDR] [--helo NAME] [options] [--json]
@@ -49,8 +49,7 @@ export async function spfCommand(argv: string[]): Promise<number> {
   const mailFrom = values['mail-from'].replace(/^<|>$/g, '');
   if (mailFrom !== '' && !mailFrom.includes('@')) throw usageError(`--mail-from: expected an address (local@domain), got "${mailFrom}"`);
   if (mailFrom === '' && values.helo === undefined) throw usageError('a null sender is checked by its HELO name: give --helo (or --mail-from)');
-  const timeoutMs = Number(values.timeout);
-  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw usageError(`--timeout: expected milliseconds, got "${values.timeout}"`);
+  const timeoutMs = millisecondsOption(values.timeout);
 
   const dns = createWireResolver({ servers: values['dns-server'] ?? [], timeoutMs });
   const r = await checkSpf({ ip: values.ip, mailFrom, helo: values.helo ?? 'unknown', ...(values.receiver !== undefined ? { receiver: values.receiver } : {}), now: Math.floor(Date.now() / 1000) }, dns);

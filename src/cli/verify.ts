@@ -10,7 +10,7 @@ import type { Envelope } from '../pipeline/message.js';
 import { spfJson } from './spf.js';
 import { isIP } from 'node:net';
 import { readMessage } from './io.js';
-import { EXIT, messageArgument, usageError } from './output.js';
+import { EXIT, messageArgument, millisecondsOption, usageError } from './output.js';
 import { paint, type Paint } from './style.js';
 
 export const VERIFY_HELP = `Usage: dkim-proxy verify [options] [MESSAGE] [--json]
@@ -72,8 +72,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const messageFile = messageArgument(positionals, 'verify');
-  const timeoutMs = Number(values.timeout);
-  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw usageError(`--timeout: expected milliseconds, got "${values.timeout}"`);
+  const timeoutMs = millisecondsOption(values.timeout);
   const maxSignatures = Number(values['max-signatures']);
   if (!Number.isInteger(maxSignatures) || maxSignatures <= 0) throw usageError(`--max-signatures: expected a positive number, got "${values['max-signatures']}"`);
 

@@ -2,7 +2,7 @@
  * The two signature primitives over the canonical header data (RFC 6376 §3.7,
  * RFC 8463 §3). Node's crypto (OpenSSL) does the mathematics.
  */
-import { createHash, sign, verify, type KeyObject } from 'node:crypto';
+import { constants, createHash, publicDecrypt, sign, verify, type KeyObject } from 'node:crypto';
 import type { HashAlgorithm } from './bodyhash.js';
 import type { KeyType } from './signature.js';
 
@@ -27,6 +27,21 @@ export function verifyHeaderData(keyType: KeyType, hash: HashAlgorithm, key: Key
     return verify(hash, data, key, signature);
   } catch {
     // A malformed signature value (wrong length for the key) is a failed check, not a fault.
+    return false;
+  }
+}
+
+/**
+ * Whether `signature` opens under `key` to a well-formed PKCS#1 v1.5 block:
+ * made with the matching private key, whatever it signed. A signature that
+ * does not verify but opens tells "the header hash differs" from "another
+ * key signed this" (dkim-proxy explain).
+ */
+export function rsaPaddingValid(key: KeyObject, signature: Buffer): boolean {
+  try {
+    publicDecrypt({ key, padding: constants.RSA_PKCS1_PADDING }, signature);
+    return true;
+  } catch {
     return false;
   }
 }

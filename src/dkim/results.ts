@@ -2,6 +2,7 @@
  * Verification outcomes, one per signature, in RFC 8601 §2.7.1 words, and the
  * only place that turns them into Authentication-Results text.
  */
+import { causeOf } from './cause.js';
 import type { PartialSignatureInfo } from './signature.js';
 
 export type DkimResult = 'pass' | 'fail' | 'policy' | 'neutral' | 'temperror' | 'permerror';
@@ -31,7 +32,16 @@ interface Signed extends Base {
 
 export type DkimOutcome =
   | (Signed & { readonly result: 'pass' })
-  | (Signed & { readonly result: 'fail'; readonly reason: FailReason })
+  | (Signed & {
+      readonly result: 'fail';
+      readonly reason: FailReason;
+      /**
+       * For a header signature that did not verify: whether it is a valid
+       * PKCS#1 signature under the published RSA key all the same (the header
+       * hash differs) or not (another key signed it); undefined for Ed25519.
+       */
+      readonly keyMatches?: boolean;
+    })
   | (Signed & { readonly result: 'policy'; readonly reason: PolicyReason })
   | (Base & { readonly result: 'temperror'; readonly reason: TemperrorReason })
   | (Base & { readonly result: 'permerror'; readonly reason: PermerrorReason });
@@ -96,6 +106,9 @@ export function shortB(b: string, all: readonly string[]): string {
 export function formatResinfo(o: DkimOutcome, allB: readonly string[]): string {
   const v = viewOutcome(o);
   let out = `dkim=${v.result}`;
+  // The cause word (cause.ts) first, where a postmaster's search finds it: dkim=fail (body-changed).
+  const cause = causeOf(o);
+  if (cause !== 'ok') out += ` (${cause})`;
   if (v.reason !== undefined) out += ` reason=${pvalue(v.detail ? `${v.reason}: ${v.detail}` : v.reason)}`;
   const comments: string[] = [];
   if (v.testing) comments.push('key in testing mode (t=y)');

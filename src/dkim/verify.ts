@@ -4,7 +4,7 @@
  * arguments, so DNS lives with the caller.
  */
 import { BodyHashSet, type BodyHashResult, type HashAlgorithm } from './bodyhash.js';
-import { verifyHeaderData } from './crypto.js';
+import { rsaPaddingValid, verifyHeaderData } from './crypto.js';
 import { findBodyStart, parseHeaderBlock, selectHeaders, type HeaderField } from './headers.js';
 import { parseKeyRecord, type DkimKeyRecord } from './keyrecord.js';
 import { MIN_RSA_BITS } from './keys.js';
@@ -184,7 +184,8 @@ export function checkHeaderSignature(
 ): DkimOutcome {
   const good = usable.find((r) => verifyHeaderData(use.keyType, use.hash, r.publicKey!, data, b));
   if (good === undefined) {
-    return { result: 'fail', reason: 'signature did not verify', sig: info, testing: usable.some((r) => r.testing), ...unsigned };
+    const keyMatches = use.keyType === 'rsa' ? usable.some((r) => rsaPaddingValid(r.publicKey!, b)) : undefined;
+    return { result: 'fail', reason: 'signature did not verify', sig: info, testing: usable.some((r) => r.testing), ...(keyMatches !== undefined ? { keyMatches } : {}), ...unsigned };
   }
   if (good.keyType === 'rsa' && (good.bits ?? 0) < MIN_RSA_BITS && !options.allowShortKeys) {
     return { result: 'policy', reason: 'RSA key shorter than 1024 bits (RFC 8301)', sig: info, testing: good.testing, detail: `${good.bits} bits`, ...unsigned };

@@ -6,6 +6,7 @@
  */
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type PrometheusContentType } from 'prom-client';
 import type { DkimOutcome } from '../dkim/index.js';
+import { causeOf } from '../dkim/cause.js';
 
 export type Kind = 'out' | 'in';
 
@@ -91,6 +92,7 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
   const inFlight = new Gauge({ name: 'dkim_proxy_transactions_in_flight', help: 'DATA transactions being received, signed or verified, or relayed', labelNames: ['kind'], registers: [registry] });
   const signing = new Counter({ name: 'dkim_proxy_signing_total', help: 'Messages through out, by signing domain (author domain when unsigned) and decision', labelNames: ['domain', 'result'], registers: [registry] });
   const signatures = new Counter({ name: 'dkim_proxy_signatures_total', help: 'DKIM signatures made, by d=, s= and a=', labelNames: ['domain', 'selector', 'algorithm'], registers: [registry] });
+  const failures = new Counter({ name: 'dkim_proxy_dkim_failures_total', help: 'DKIM signatures from in that did not pass, by cause (the word dkim-proxy explain gives)', labelNames: ['cause'], registers: [registry] });
   const verified = new Counter({ name: 'dkim_proxy_verifications_total', help: 'DKIM results from in, one per signature (none: unsigned message), by d= and result', labelNames: ['domain', 'result'], registers: [registry] });
   // Named as the issue that asked for them spells them (dmarc_results, spf_results), under our prefix.
   const spf = new Counter({ name: 'dkim_proxy_spf_results', help: 'SPF results from in, one per message checked', labelNames: ['result'], registers: [registry] });
@@ -150,7 +152,11 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
     },
     verified(outcomes) {
       if (outcomes.length === 0) verified.inc({ domain: 'none', result: 'none' });
-      for (const o of outcomes) verified.inc({ domain: verifiedDomains.value(o.sig.d), result: o.result });
+      for (const o of outcomes) {
+        verified.inc({ domain: verifiedDomains.value(o.sig.d), result: o.result });
+        const cause = causeOf(o);
+        if (cause !== 'ok') failures.inc({ cause });
+      }
     },
     spf: (result) => spf.inc({ result }),
     dmarc: (result, policy, disposition) => dmarc.inc({ result, policy, disposition }),

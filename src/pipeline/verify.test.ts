@@ -42,7 +42,7 @@ describe('the verifying processor', () => {
     assert.equal(r.report.forgedRemoved, 1);
     assert.doesNotMatch(r.headerBlock.toString('latin1'), /mx\.test; dkim=pass/);
     assert.match(r.headerBlock.toString('latin1'), /other\.test; dkim=fail/);
-    assert.match(r.prepend.toString('latin1'), /^Authentication-Results: mx\.test;\r\n\tdkim=permerror reason="no key/);
+    assert.match(r.prepend.toString('latin1'), /^Authentication-Results: mx\.test;\r\n\tdkim=permerror \(key-missing\) reason="no key/);
   });
 });
 

@@ -29,6 +29,7 @@ import { applyTrustedForwarder, isTrustedSealer } from '../arc/trust.js';
 import { ArcVerifier, type ArcOutcome } from '../arc/verify.js';
 import type { InboundCheck } from '../config/types.js';
 import { BodyHashSet } from '../dkim/bodyhash.js';
+import { causeOf } from '../dkim/cause.js';
 import { parseHeaderBlock } from '../dkim/headers.js';
 import { discoverPolicy, evaluateDmarc, type Discovery, type DmarcOutcome } from '../dmarc/evaluate.js';
 import { fromDomain } from '../dmarc/from.js';
@@ -331,6 +332,8 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport, Early
               const v = viewOutcome(o);
               const entry: Record<string, string | undefined> = { result: v.result, d: v.sig.d, s: v.sig.s, a: v.sig.a };
               if (v.reason !== undefined) entry['reason'] = v.reason;
+              const cause = causeOf(o);
+              if (cause !== 'ok') entry['cause'] = cause;
               return entry;
             }),
           }
