@@ -198,5 +198,6 @@ function signingConfig(tables: SigningTables, keys: ReadonlyMap<PendingSigner, L
     retireAfter: tables.retireAfter,
     vault: tables.vault,
     match: tables.match,
+    selfCheck: tables.selfCheck,
   });
 }

@@ -12,7 +12,7 @@ import { isTable, type Raw, type Validator } from './validate.js';
 import type { VaultSettings } from './vault.js';
 
 const SETTINGS_KEYS = ['selector', 'selectors', 'algorithm', 'canonicalization', 'headers', 'over_sign', 'key_file', 'identity', 'expire', 'body_length', 'copy_headers'];
-const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'max_key_age', 'retire_after', 'match', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
+const SIGNING_KEYS = [...SETTINGS_KEYS, 'policy', 'additional_signatures', 'single_signature', 'unsigned', 'legacy_sha1', 'max_key_age', 'retire_after', 'match', 'self_check', 'vault_addr', 'vault_mount', 'vault_path_prefix', 'vault_token_file'];
 const DOMAIN_KEYS = [...SETTINGS_KEYS, 'subdomains', 'policy', 'additional_signatures'];
 const SIGNATURE_KEYS = [...SETTINGS_KEYS, 'domain', 'policy'];
 const DNS_POLICIES: readonly DnsPolicy[] = ['SignAlways', 'SignOnlyIfInDNS', 'TempFailIfNotInDNS'];
@@ -50,6 +50,7 @@ export interface SigningTables {
   readonly maxKeyAge: number | undefined;
   readonly retireAfter: number;
   readonly match: 'header_from' | 'envelope_from' | 'sender';
+  readonly selfCheck: boolean;
   readonly vault: VaultSettings | undefined;
 }
 
@@ -168,6 +169,8 @@ export function readSigningTables(v: Validator, raw: Raw, env: Readonly<Record<s
     // Long enough for mail queued and signed with the old key to be verified on arrival.
     retireAfter: v.duration(signingRaw, ['signing'], 'retire_after') ?? 7 * 86_400,
     match: v.oneOf(signingRaw, ['signing'], 'match', ['header_from', 'envelope_from', 'sender'] as const) ?? 'header_from',
+    // One RSA verification is a small fraction of a signature: on by default (README, Capacity).
+    selfCheck: v.bool(signingRaw, ['signing'], 'self_check') ?? true,
     vault: readVault(v, signingRaw, env),
   };
 }

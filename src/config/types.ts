@@ -81,6 +81,8 @@ export interface SigningConfig {
   readonly vault: VaultSettings | undefined;
   /** Whose domain picks the signing rules: the From header's (default), the envelope sender's, or Sender's (then From's). */
   readonly match: 'header_from' | 'envelope_from' | 'sender';
+  /** Verify each signature against its own public key before relaying (default on). */
+  readonly selfCheck: boolean;
 }
 
 export interface ListenerConfig {

@@ -5,6 +5,7 @@
  * processor, so the offline answer is the proxy's.
  */
 import { MessageSealer, type PreparedSealer } from '../arc/seal.js';
+import { selfCheck } from './self-check.js';
 import { BodyHashSet, MessageSigner, parseHeaderBlock } from '../dkim/index.js';
 import type { SigningConfig } from '../config/types.js';
 import type { KeyLookup } from '../dns/resolver.js';
@@ -47,6 +48,8 @@ export interface SigningDeps {
   readonly selectorChanged?: (change: SelectorSwitch) => void;
   /** Momentum's sign_condition: `auth_user` signs only for an authenticated user's own domains (default `can_relay`). */
   readonly signCondition?: () => 'can_relay' | 'auth_user';
+  /** A signature failed its self-check ([signing] self_check): for the log. */
+  readonly selfCheckFailed?: (failure: { readonly domain: string; readonly selector: string; readonly reason: string }) => void;
 }
 
 /**
@@ -105,6 +108,14 @@ export class SigningProcessor implements MessageProcessor<SigningReport> {
       finish: async () => {
         const now = this.deps.now();
         const fields = signer === undefined ? [] : offload() ? await signer.finishAsync(now) : signer.finish(now);
+        if (signer !== undefined && signing.selfCheck) {
+          const failed = selfCheck(fields, signers, head.fields, bodies, now);
+          if (failed) {
+            this.metrics.selfCheckFailed(failed.signer.domain);
+            this.deps.selfCheckFailed?.({ domain: failed.signer.domain, selector: failed.signer.selector, reason: failed.reason });
+            throw replies.notSigned(`the signature for d=${failed.signer.domain} s=${failed.signer.selector} failed its self-check`);
+          }
+        }
         // RFC 8617 §5.1: the seal goes on last, so that its AMS covers our DKIM-Signature.
         let sealed: SealReport | undefined;
         let prepend = fields.join('');

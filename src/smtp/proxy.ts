@@ -162,6 +162,7 @@ export function createProxy(kind: ProxyKind, deps: ProxyDeps): ProxyServer {
       offload: () => active > 1,
       selectorChanged: (c) => deps.log.info({ domain: c.domain, block: c.block, from: c.from, to: c.to }, 'signing selector changed'),
       signCondition: () => deps.config().out?.signCondition ?? 'can_relay',
+      selfCheckFailed: (f) => deps.log.error({ domain: f.domain, selector: f.selector, reason: f.reason }, 'signature failed its self-check: message deferred, not sent'),
     });
     return proxyWith(kind, deps, processor, (delta) => (active += delta));
   }
