@@ -36,10 +36,13 @@ describe('the verifying processor', () => {
   });
 
   it('removes Authentication-Results claiming our authserv-id, keeps others, and writes one field with a result per signature', async () => {
-    const forged = Buffer.from(`Authentication-Results: mx.test; dkim=pass header.d=example.com\r\nAuthentication-Results: other.test; dkim=fail\r\n${MESSAGES['plain']!}`, 'latin1');
+    const forged = Buffer.from(
+      `Authentication-Results: mx.test; dkim=pass header.d=example.com\r\nAuthentication-Results: (a (nested) comment) MX.test (ours); spf=pass\r\nAuthentication-Results: other.test; dkim=fail\r\n${MESSAGES['plain']!}`,
+      'latin1',
+    );
     const p = new VerifyingProcessor({ settings: () => settings, lookup: () => Promise.resolve({ kind: 'nxdomain' }), now: () => 1_790_000_000, dns: noDns });
     const r = await processMessage(p, sign(forged));
-    assert.equal(r.report.forgedRemoved, 1);
+    assert.equal(r.report.forgedRemoved, 2);
     assert.doesNotMatch(r.headerBlock.toString('latin1'), /mx\.test; dkim=pass/);
     assert.match(r.headerBlock.toString('latin1'), /other\.test; dkim=fail/);
     assert.match(r.prepend.toString('latin1'), /^Authentication-Results: mx\.test;\r\n\tdkim=permerror \(key-missing\) reason="no key/);

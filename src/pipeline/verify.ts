@@ -24,6 +24,8 @@ import {
   type KeyAnswer,
 } from '../dkim/index.js';
 import { arcResinfo } from '../arc/header.js';
+import { authservIdOf } from '../authres/parse.js';
+import { fieldValue } from '../dkim/signature.js';
 import { MessageSealer, type PreparedSealer } from '../arc/seal.js';
 import { applyTrustedForwarder, isTrustedSealer } from '../arc/trust.js';
 import { ArcVerifier, type ArcOutcome } from '../arc/verify.js';
@@ -177,10 +179,9 @@ export function withoutForgedResults(fields: readonly HeaderField[], authservId:
   return { fields: keep, removed: fields.length - keep.length };
 }
 
-/** The authserv-id an Authentication-Results field names, comments skipped, lower case. */
+/** The authserv-id an Authentication-Results field names (the same reader the ARC sealer uses), lower case. */
 export function resultsAuthservId(field: HeaderField): string | undefined {
-  const value = field.raw.slice(field.raw.indexOf(':') + 1).replace(/\([^)]*\)/g, ' ');
-  return /^\s*([^\s;]+)/.exec(value)?.[1]?.toLowerCase();
+  return authservIdOf(fieldValue(field));
 }
 
 const counted = (outcomes: readonly DkimOutcome[]): DkimOutcome[] => outcomes.filter((o) => !viewOutcome(o).testing);
