@@ -24,7 +24,7 @@ import {
 } from '../dkim/signature.js';
 import { BodyHashSet } from '../dkim/bodyhash.js';
 import type { HashAlgorithm } from '../dkim/bodyhash.js';
-import { highestInstance, readChain, type ArcSet, type ChainValidation } from './chain.js';
+import { highestInstance, instanceOf, parseSeal, readChain, type ArcSet, type ChainValidation } from './chain.js';
 import { sealHashInput, type SetText } from './verify.js';
 
 /**
@@ -125,6 +125,10 @@ export function planSeal(fields: readonly HeaderField[], authservId: string, sea
   const n = highestInstance(fields);
   const refuse = (reason: string): SealPlan => ({ ok: false, reason });
   if (n >= MAX_ARC_INSTANCE) return refuse(`the message already has ${n} ARC sets, the most RFC 8617 allows`);
+  // RFC 8617 §5.1.2: nothing is added after a seal that says the chain failed.
+  const newestSeals = fields.filter((f) => f.key === 'arc-seal' && instanceOf(f) === n).map(parseSeal);
+  if (newestSeals.some((p) => p.ok && p.seal.cv === 'fail')) return refuse(`the chain has already failed (the ARC-Seal at i=${n} says cv=fail): no set may be added after it`);
+  const chain = n > 0 ? readChain(fields) : undefined;
   const results = ownResults(fields, authservId);
   const arcWords = [...new Set(results.filter((r) => r.method === 'arc').map((r) => r.result))];
   let cv: ChainValidation;
@@ -141,23 +145,16 @@ export function planSeal(fields: readonly HeaderField[], authservId: string, sea
     if (cv === 'pass' && n === 0) return refuse(`arc=pass from ${authservId}, but the message has no ARC sets`);
     if (cv === 'none' && n > 0) {
       // The message had no chain when it reached us, and our `in` sealed it: the chain is ours, and it passes.
-      const chain = readChain(fields);
-      if (sealer === undefined || chain.kind !== 'sets' || !ownNewestSet(chain.sets[chain.sets.length - 1]!, sealer)) {
+      if (sealer === undefined || chain?.kind !== 'sets' || !ownNewestSet(chain.sets[chain.sets.length - 1]!, sealer)) {
         return refuse(`arc=none from ${authservId}, but the message has ARC sets up to i=${n}`);
       }
       cv = 'pass';
     }
   }
   let below: SetText[] = [];
-  if (n > 0) {
-    const chain = readChain(fields);
-    if (chain.kind === 'broken' && /the newest ARC-Seal says cv=fail/.test(chain.reason)) {
-      return refuse(`the chain has already failed (the ARC-Seal at i=${n} says cv=fail): no set may be added after it`);
-    }
-    if (cv === 'pass') {
-      if (chain.kind !== 'sets') return refuse(`arc=pass from ${authservId}, but the chain cannot be read: ${chain.kind === 'broken' ? chain.reason : 'no sets'}`);
-      below = chain.sets.map((s) => ({ aar: s.aar.raw, ams: s.ams.field.raw, seal: s.seal.field.raw }));
-    }
+  if (chain !== undefined && cv === 'pass') {
+    if (chain.kind !== 'sets') return refuse(`arc=pass from ${authservId}, but the chain cannot be read: ${chain.kind === 'broken' ? chain.reason : 'no sets'}`);
+    below = chain.sets.map((s) => ({ aar: s.aar.raw, ams: s.ams.field.raw, seal: s.seal.field.raw }));
   }
   const instance = n + 1;
   const payload = results.length > 0 ? results.map((r) => `;\r\n\t${r.text}`).join('') : '; none';
