@@ -8,6 +8,7 @@ import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { expandKeyPath } from '../config/load.js';
+import { vaultToken } from '../config/vault.js';
 import type { ProxyConfig, Signer } from '../config/types.js';
 import { formatKeyRecord, generateSigningKey, splitTxt, type KeyKind } from '../dkim/index.js';
 import { isSelector } from '../dkim/signature.js';
@@ -271,7 +272,7 @@ async function writeVault(config: ProxyConfig, domain: string, selector: string,
   if (!vault) throw new Error(`unreachable: ${example} is a Vault key but there are no Vault settings`);
   const path = `${vault.prefix}${domain}/${selector}`;
   try {
-    const token = vault.tokenFile ? (await readFile(vault.tokenFile, 'utf8')).trim() : (vault.token ?? '');
+    const token = await vaultToken(vault);
     const res = await fetch(`${vault.addr}/v1/${vault.mount}/data/${path}`, {
       method: 'POST',
       headers: { 'X-Vault-Token': token, 'content-type': 'application/json' },

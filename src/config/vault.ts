@@ -22,10 +22,14 @@ export interface KeyRef {
 /** `createdAt`: when the key was made (ms since the epoch), if the source says. */
 export type KeyRead = { ok: true; pem: Buffer; source: string; createdAt?: number | undefined } | { ok: false; message: string };
 
+/** The token from vault_token_file, else the one from the environment (VAULT_TOKEN). */
+export function vaultToken(vault: VaultSettings): Promise<string> {
+  return vault.tokenFile ? readFile(vault.tokenFile, 'utf8').then((t) => t.trim()) : Promise.resolve(vault.token ?? '');
+}
+
 export function vaultKeyReader(vault: VaultSettings, timeoutMs = 5000): (ref: KeyRef) => Promise<KeyRead> {
   let token: Promise<string> | undefined;
-  const getToken = (): Promise<string> =>
-    (token ??= vault.tokenFile ? readFile(vault.tokenFile, 'utf8').then((t) => t.trim()) : Promise.resolve(vault.token ?? ''));
+  const getToken = (): Promise<string> => (token ??= vaultToken(vault));
   return async ({ domain, selector }) => {
     const secret = `${vault.prefix}${domain}/${selector}`;
     const url = `${vault.addr}/v1/${vault.mount}/data/${secret}`;
