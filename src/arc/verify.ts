@@ -14,6 +14,7 @@ import {
   checkSignature,
   DEFAULT_MAX_SIGNATURES,
   keyQueryName,
+  NO_LOOKUP,
   sha1Outcome,
   usableKeys,
   type KeyAnswer,
@@ -46,11 +47,6 @@ export const NO_CHAIN: ArcOutcome = Object.freeze({
   sealerResults: undefined,
   temporary: false,
 });
-
-/** The query name of a seal's key. */
-function sealKeyName(seal: ArcSeal): string {
-  return keyQueryName(seal);
-}
 
 /** The raw fields of one ARC set; the seal's `b=` empty for the set being signed or checked. */
 export interface SetText {
@@ -109,7 +105,7 @@ export class ArcVerifier {
   keyQueries(): string[] {
     if (this.chain.kind !== 'sets') return [];
     const names = new Set<string>();
-    for (const set of this.chain.sets) names.add(sealKeyName(set.seal));
+    for (const set of this.chain.sets) names.add(keyQueryName(set.seal));
     for (const set of this.checkedAms()) names.add(keyQueryName(set.ams));
     return [...names];
   }
@@ -126,7 +122,7 @@ export class ArcVerifier {
     const n = sets.length;
     const newest = sets[n - 1]!;
     const sealer = { d: newest.seal.d, s: newest.seal.s };
-    const answer = (name: string): KeyAnswer => keys.get(name) ?? { kind: 'temperror', reason: 'dns error', detail: 'no lookup was made' };
+    const answer = (name: string): KeyAnswer => keys.get(name) ?? NO_LOOKUP;
     const checked = this.checkedAms();
     const ams = (k: number): DkimOutcome => {
       const set = checked[k]!;
@@ -142,7 +138,7 @@ export class ArcVerifier {
     // §5.2 step 5: every seal, newest first.
     for (let k = n; k >= 1; k--) {
       const seal = sets[k - 1]!.seal;
-      const outcome = this.checkSeal(seal, sets, k, answer(sealKeyName(seal)));
+      const outcome = this.checkSeal(seal, sets, k, answer(keyQueryName(seal)));
       if (outcome.result !== 'pass') return failed(n, `i=${k}: ARC-Seal ${describe(outcome)}`, sealer, viewOutcome(outcome).temporary);
     }
     // §5.2 step 4: how far down the AMSes still verify.
@@ -158,7 +154,7 @@ export class ArcVerifier {
     const info = { d: seal.d, s: seal.s, a: seal.algorithm, bText: seal.bText };
     if (seal.algorithm === 'rsa-sha1' && !this.options.allowSha1) return { result: 'policy', reason: 'rsa-sha1 is not accepted (RFC 8301)', sig: info, testing: false };
     const use = { algorithm: seal.algorithm, keyType: seal.keyType, hash: seal.hash, d: seal.d, iDomain: seal.d };
-    const keys = usableKeys(use, answer, info, sealKeyName(seal));
+    const keys = usableKeys(use, answer, info, keyQueryName(seal));
     if ('outcome' in keys) return keys.outcome;
     return checkHeaderSignature(use, keys.keys, sealData(sets, k), seal.b, info, this.options);
   }
@@ -172,7 +168,7 @@ export class ArcVerifier {
  */
 function limitKeys(chain: ArcChain, maxSignatures: number): ArcChain {
   if (chain.kind !== 'sets') return chain;
-  const keys = new Set(chain.sets.map((s) => sealKeyName(s.seal))).size;
+  const keys = new Set(chain.sets.map((s) => keyQueryName(s.seal))).size;
   const max = 2 * maxSignatures;
   if (keys <= max) return chain;
   return { kind: 'broken', instance: chain.sets.length, reason: `the seals name ${keys} different keys; at most ${max} are looked up (twice max_signatures)` };

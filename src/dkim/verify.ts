@@ -121,7 +121,8 @@ export class MessageVerifier {
   }
 }
 
-const NO_LOOKUP: KeyAnswer = { kind: 'temperror', reason: 'dns error', detail: 'no lookup was made' };
+/** The answer for a key that was never asked for (a caller's bug, not DNS's). */
+export const NO_LOOKUP: KeyAnswer = { kind: 'temperror', reason: 'dns error', detail: 'no lookup was made' };
 
 /** The outcome of a signature field that does not parse. */
 export function syntaxOutcome(parsed: Extract<SignatureParseResult, { ok: false }>): DkimOutcome {

@@ -35,7 +35,17 @@ describe('metrics', () => {
     m.relay('out', 'unreachable');
     m.transaction('out', 250, 2048, 0.012);
     m.inFlight('in', 1);
+    m.verified([
+      { result: 'fail', reason: 'body hash did not verify', sig: { d: 'example.com' }, testing: false },
+      { result: 'permerror', reason: 'no key', sig: { d: 'example.com' } },
+      { result: 'pass', sig: { d: 'example.com' }, testing: false },
+    ]);
+    m.selfCheckFailed('example.com');
     const samples = parseExposition(await registry.metrics());
+    assert.equal(total(samples, 'dkim_proxy_dkim_failures_total', { cause: 'body-changed' }), 1);
+    assert.equal(total(samples, 'dkim_proxy_dkim_failures_total', { cause: 'key-missing' }), 1);
+    assert.equal(total(samples, 'dkim_proxy_dkim_failures_total'), 2, 'a pass is no failure');
+    assert.equal(total(samples, 'dkim_proxy_self_check_failures_total', { domain: 'example.com' }), 1);
     assert.equal(total(samples, 'dkim_proxy_signatures_total', { domain: 'example.com' }), 2);
     assert.equal(total(samples, 'dkim_proxy_signing_total', { domain: 'we"ird\\domain', result: 'unsigned' }), 1);
     assert.equal(total(samples, 'dkim_proxy_relay_replies_total', { class: '2xx' }), 1);
