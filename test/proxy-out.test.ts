@@ -169,7 +169,7 @@ describe('out: sign and relay', () => {
     assert.deepEqual(await verifyOurs(got), ['pass']);
   });
 
-  it('passes 8-bit and SMTPUTF8 mail through unchanged, with BODY and SMTPUTF8 on MAIL', async () => {
+  it('passes SMTPUTF8 mail on with BODY and SMTPUTF8 on MAIL: its header bytes as they came, its 8-bit body re-encoded (transport_encoding = "7bit")', async () => {
     const utf8 = Buffer.from(Buffer.from(MESSAGES['8bit utf-8']!, 'latin1').toString('utf8').replace('juergen@example.com', 'jürgen@example.com'), 'utf8');
     const r = await send(proxy.port, 'jürgen@example.com', ['bob@example.net'], utf8, ' BODY=8BITMIME SMTPUTF8');
     assert.equal(r.mail.code, 250, r.mail.lines.join(' '));
@@ -177,7 +177,13 @@ describe('out: sign and relay', () => {
     const got = sink.messages[0]!;
     assert.equal(got.from, 'jürgen@example.com');
     assert.equal(got.mailParams['BODY'], '8BITMIME');
-    assert.ok(got.data.subarray(got.data.length - utf8.length).equals(utf8));
+    const sent = got.data.toString('latin1');
+    const original = utf8.toString('latin1');
+    // Every header field but Content-Transfer-Encoding byte for byte (the raw UTF-8 Subject too); the body quoted-printable.
+    const headerOf = (m: string): string => m.slice(0, m.indexOf('\r\n\r\n') + 2).replace(/^Content-Transfer-Encoding: [^\r]*\r\n/m, '');
+    assert.ok(headerOf(sent).endsWith(headerOf(original)), sent);
+    assert.match(sent, /^Content-Transfer-Encoding: quoted-printable\r$/m);
+    assert.match(sent, /\r\n\r\nSch=C3=B6ne Gr=C3=BC=C3=9Fe/);
     assert.deepEqual(await verifyOurs(got.data), ['pass']);
   });
 

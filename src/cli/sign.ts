@@ -13,6 +13,7 @@ import {
 import { parseDuration } from '../config/units.js';
 import { createKeyLookup } from '../dns/resolver.js';
 import { processMessage } from '../pipeline/offline.js';
+import { reencodeMessage } from '../pipeline/transport.js';
 import { SigningProcessor } from '../pipeline/sign.js';
 import { PolicyReply } from '../smtp/replies.js';
 import { loadOrFail } from './config.js';
@@ -28,7 +29,9 @@ Line ends are normalized to CRLF first; the output is exactly what was signed.
 With --config, the signatures are chosen exactly as the 'out' proxy chooses
 them (author domain, [domain] blocks, DNS policies, additional signatures).
 Exit status 75 when a TempFailIfNotInDNS policy holds the message back, and 1
-when no rule signs it and [signing] unsigned = "refuse".
+when no rule signs it and [signing] unsigned = "refuse". With [out]
+transport_encoding = "7bit" (the default), a message a 7-bit hop would change
+is re-encoded first, as the proxy does; stderr lists each part changed.
 
 Options:
       --config FILE          sign as the proxy would with this configuration
@@ -124,7 +127,15 @@ export async function signCommand(argv: string[]): Promise<number> {
 
 async function signWithConfig(file: string, messageFile: string | undefined): Promise<number> {
   const config = await loadOrFail(file);
-  const message = normalizeLineEnds(await readMessage(messageFile));
+  let message = normalizeLineEnds(await readMessage(messageFile));
+  if ((config.out?.transportEncoding ?? '7bit') === '7bit') {
+    const reencoded = await reencodeMessage(message);
+    if (reencoded) {
+      message = reencoded.message;
+      for (const c of reencoded.result.converted) process.stderr.write(`re-encoded: part ${c.part} (${c.type}) ${c.from} -> ${c.to}: ${c.why}\n`);
+      for (const l of reencoded.result.leftAsIs) process.stderr.write(`left as is: part ${l.part}: ${l.why}\n`);
+    }
+  }
   const lookup = createKeyLookup({ servers: config.dns.servers, timeoutMs: config.dns.timeoutMs });
   const processor = new SigningProcessor({
     signing: () => config.signing,

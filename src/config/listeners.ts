@@ -17,7 +17,7 @@ const LISTENER_KEYS = [
   'max_connections', 'max_connections_per_client', 'idle_timeout', 'command_timeout', 'data_timeout', 'relay_timeout', 'hostname', 'tls_cert', 'tls_key', 'relay_tls',
   'proxy_protocol_from',
 ];
-const OUT_KEYS = [...LISTENER_KEYS, 'arc_seal', 'auth_users_file', 'sign_condition'];
+const OUT_KEYS = [...LISTENER_KEYS, 'arc_seal', 'auth_users_file', 'sign_condition', 'transport_encoding'];
 const IN_KEYS = [
   ...LISTENER_KEYS, 'authserv_id', 'max_signatures', 'legacy_sha1', 'allow_short_keys', 'checks', 'received_spf', 'spf_mailfrom', 'reject_fail', 'reject_error',
   'x_dkim_authentication_results', 'arc_seal', 'arc_trusted_sealers',
@@ -124,7 +124,9 @@ export function readOutListener(v: Validator, raw: Raw): OutListenerConfig | und
   const signCondition = v.oneOf(r.t, path, 'sign_condition', ['can_relay', 'auth_user'] as const) ?? 'can_relay';
   if (signCondition === 'auth_user' && authUsersFile === undefined) v.error([...path, 'sign_condition'], '"auth_user" signs for authenticated users only: set auth_users_file too');
   // The users come with the files phase (load.ts), once the tables are sound.
-  return Object.freeze({ ...r.base, arcSeal: v.bool(r.t, path, 'arc_seal') ?? false, authUsersFile, authUsers: undefined, signCondition });
+  // "7bit" by default: only messages a 7-bit hop would change are converted, and those are the ones whose signatures would break.
+  const transportEncoding = v.oneOf(r.t, path, 'transport_encoding', ['7bit', 'preserve'] as const) ?? '7bit';
+  return Object.freeze({ ...r.base, arcSeal: v.bool(r.t, path, 'arc_seal') ?? false, authUsersFile, authUsers: undefined, signCondition, transportEncoding });
 }
 
 /** `[in]`: the verifying listener, with what verification needs. */

@@ -127,6 +127,8 @@ export interface OutListenerConfig extends ListenerConfig {
   readonly authUsers: ReadonlyMap<string, AuthUser> | undefined;
   /** Momentum's sign_condition: `can_relay` signs for clients in allow_clients; `auth_user` only for an authenticated user's own domains. */
   readonly signCondition: 'can_relay' | 'auth_user';
+  /** `7bit`: 8-bit parts and long lines re-encoded before signing (RFC 6376 §5.3), so no hop has to; `preserve`: the bytes as they came. */
+  readonly transportEncoding: '7bit' | 'preserve';
 }
 
 export type InboundCheck = 'dkim' | 'spf' | 'dmarc' | 'arc';

@@ -28,6 +28,8 @@ export interface ProxyMetrics {
   arcSeal(cv: string): void;
   /** Out: a signature that failed its self-check, so the message was deferred. */
   selfCheckFailed(domain: string): void;
+  /** Out, `transport_encoding = "7bit"`: one part re-encoded or relabelled, by its new encoding and why. */
+  reencoded(to: string, why: string): void;
   /** A next-hop reply to DATA (per recipient with LMTP), or a next hop that could not be reached or failed. */
   relay(kind: Kind, reply: number | 'unreachable' | 'failed'): void;
   /** The client's final answer to DATA and what the transaction cost. */
@@ -56,6 +58,7 @@ export const NO_METRICS: ProxyMetrics = {
   arc() {},
   arcSeal() {},
   selfCheckFailed() {},
+  reencoded() {},
   relay() {},
   transaction() {},
   dnsCache() {},
@@ -99,6 +102,7 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
   const verified = new Counter({ name: 'dkim_proxy_verifications_total', help: 'DKIM results from in, one per signature (none: unsigned message), by d= and result', labelNames: ['domain', 'result'], registers: [registry] });
   // Named as the issue that asked for them spells them (dmarc_results, spf_results), under our prefix.
   const spf = new Counter({ name: 'dkim_proxy_spf_results', help: 'SPF results from in, one per message checked', labelNames: ['result'], registers: [registry] });
+  const reencodedParts = new Counter({ name: 'dkim_proxy_parts_reencoded_total', help: 'MIME parts [out] transport_encoding = "7bit" re-encoded or relabelled before signing, by new encoding and why', labelNames: ['to', 'why'], registers: [registry] });
   const selfChecks = new Counter({ name: 'dkim_proxy_self_check_failures_total', help: 'Signatures that failed their self-check ([signing] self_check): the message was deferred, not sent', labelNames: ['domain'], registers: [registry] });
   const arc = new Counter({ name: 'dkim_proxy_arc_results', help: 'ARC chain results from in, one per message checked', labelNames: ['result'], registers: [registry] });
   const arcSeals = new Counter({ name: 'dkim_proxy_arc_seals_total', help: 'ARC sets added, by their cv= (refused: the chain could not take one)', labelNames: ['cv'], registers: [registry] });
@@ -167,6 +171,7 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
     arc: (result) => arc.inc({ result }),
     arcSeal: (cv) => arcSeals.inc({ cv }),
     selfCheckFailed: (domain) => selfChecks.inc({ domain: signingDomains.value(domain) }),
+    reencoded: (to, why) => reencodedParts.inc({ to, why }),
     relay: (kind, reply) => relay.inc({ kind, class: typeof reply === 'number' ? replyClass(reply) : reply }),
     transaction(kind, code, size, secs) {
       messages.inc({ kind, class: replyClass(code) });

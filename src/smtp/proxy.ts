@@ -21,12 +21,14 @@ import type { WireResolver } from '../dns/wire.js';
 import { wireFor } from '../dns/wire-cache.js';
 import { messageLogger } from '../ops/log.js';
 import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
-import type { Envelope, MessageProcessor } from '../pipeline/message.js';
+import type { Envelope, MessageProcessor, MessageRun } from '../pipeline/message.js';
 import { SigningProcessor } from '../pipeline/sign.js';
+import { conversionLog, reencodeSpooled, scanning, type ScanningRun } from '../pipeline/transport.js';
 import { VerifyingProcessor, type VerifySettings } from '../pipeline/verify.js';
 import { isPositive, NextHop, RelayError, replyText, type Reply } from '../relay/client.js';
 import { GuardedServer, type GuardLimits } from './listener.js';
 import { receive } from './receive.js';
+import { Spool } from './spool.js';
 import { acceptedText, fromReply, replies, ReplyError, toReply } from './replies.js';
 
 export type ProxyKind = 'out' | 'in';
@@ -430,6 +432,8 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
     const early = s.early as E | undefined;
     s.early = undefined;
     const logBase = { kind, cid: session.id, client: session.remoteAddress, from: envelope.mailFrom, rcpt: envelope.rcptTo };
+    // `out` with transport_encoding = "7bit": the body is scanned as it is signed, in case it needs converting.
+    const sevenBit = kind === 'out' && deps.config().out?.transportEncoding === '7bit';
 
     const received = await receive(stream, {
       maxHeaderBytes: l.maxHeaderBytes,
@@ -437,7 +441,10 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       maxMessageBytes: l.maxMessageBytes,
       spoolThresholdBytes: l.spoolThresholdBytes,
       ...(l.spoolDir !== undefined ? { spoolDir: l.spoolDir } : {}),
-      onHeaders: (head) => processor.start(head, envelope, early),
+      onHeaders: async (head): Promise<ScanningRun<R> | MessageRun<R>> => {
+        const run = await processor.start(head, envelope, early);
+        return sevenBit ? scanning(run, head) : run;
+      },
     }).catch(async (err: unknown) => {
       await abandon(s);
       throw err;
@@ -460,9 +467,28 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
     const messageId = received.head.fields.find((f) => f.key === 'message-id');
     const idField = messageId ? { messageId: messageId.raw.slice(messageId.raw.indexOf(':') + 1).trim() } : {};
     let logFields: Record<string, unknown> = idField;
+    let spool = received.spool;
     try {
-      const processed = await received.handler.finish();
-      logFields = { ...idField, ...processor.logFields(processed.report) };
+      let run: MessageRun<R> = received.handler;
+      const need = 'need' in received.handler ? received.handler.need() : undefined;
+      if (need !== undefined) {
+        const converted = new Spool(l.spoolThresholdBytes, l.spoolDir);
+        try {
+          const reencoded = await reencodeSpooled(received.head, received.spool, converted, (head) => processor.start(head, envelope, early));
+          for (const c of reencoded.result.converted) metrics.reencoded(c.to, c.why);
+          logFields = { ...logFields, ...conversionLog(need, reencoded.result) };
+          spool = converted;
+          run = reencoded.run;
+          await received.spool.dispose();
+        } catch (err) {
+          await converted.dispose();
+          // A ReplyError is the processor refusing the converted message: that stands. Anything else is the converter's fault.
+          if (err instanceof ReplyError) throw err;
+          messageLog.warn({ ...logBase, ...idField, because: need, err: err instanceof Error ? err.message : String(err) }, 'could not convert to 7-bit: signed and relayed as it came');
+        }
+      }
+      const processed = await run.finish();
+      logFields = { ...logFields, ...processor.logFields(processed.report) };
       if (processed.refusal) {
         await abandon(s);
         messageLog.info({ ...logBase, ...logFields, bytes: received.bytes, refused: processed.refusal.text }, 'message refused');
@@ -470,7 +496,7 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       }
       const hop = s.hop;
       if (!hop || hop.broken) throw replies.hopLost('before DATA');
-      const body = await received.spool.reader();
+      const body = await spool.reader();
       const head = [...(processed.prepend.length > 0 ? [processed.prepend] : []), processed.headerBlock, CRLF];
       const parts = Array.isArray(body)
         ? [...head, ...body]
@@ -481,7 +507,7 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       let relayed: Reply[];
       try {
         // CHUNKING (Postfix offers it): the message goes with its command, a round trip fewer than DATA.
-        const octets = head.reduce((n, b) => n + b.length, received.spool.bytes);
+        const octets = head.reduce((n, b) => n + b.length, spool.bytes);
         relayed = hop.extensions.has('CHUNKING') ? await hop.bdat(parts, octets, s.accepted.length) : await hop.data(parts, s.accepted.length);
       } catch (err) {
         hop.close();
@@ -506,6 +532,7 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       messageLog.warn({ ...logBase, ...logFields, bytes: received.bytes, err: err instanceof Error ? err.message : String(err) }, 'message not relayed');
       throw err;
     } finally {
+      await spool.dispose();
       await received.spool.dispose();
     }
   }

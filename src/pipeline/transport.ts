@@ -1,0 +1,94 @@
+/**
+ * `[out] transport_encoding = "7bit"` in the message path. While the message
+ * streams in, a scan asks whether a 7-bit hop would change it; the answer is
+ * no for nearly all mail, which is then signed as it came, in that same pass.
+ * When the answer is yes, the spooled message is converted into a new spool
+ * and signed afresh over what will be sent: the first pass's work is thrown
+ * away, which costs only the messages that needed the conversion.
+ *
+ * A message the converter cannot handle is relayed as it came, with the
+ * first pass's signatures (they are valid over those bytes), and the log
+ * says so: a 4xx would only bring it back, unchanged, until it bounced.
+ */
+import { findBodyStart, parseHeaderBlock } from '../dkim/index.js';
+import { SevenBitScan, type ConversionNeed } from '../mime/scan.js';
+import { toSevenBit, type SevenBitResult } from '../mime/seven-bit.js';
+import type { Spool } from '../smtp/spool.js';
+import type { MessageHead, MessageRun } from './message.js';
+
+const CRLF = Buffer.from('\r\n');
+
+/** A processor's run that also scans the body it is given. */
+export interface ScanningRun<R> extends MessageRun<R> {
+  /** Once the body is complete: why the message needs converting, or undefined. */
+  need(): ConversionNeed | undefined;
+}
+
+export function scanning<R>(run: MessageRun<R>, head: MessageHead): ScanningRun<R> {
+  const scan = new SevenBitScan(head.fields);
+  return {
+    update(chunk) {
+      run.update(chunk);
+      scan.update(chunk);
+    },
+    finish: () => run.finish(),
+    need: () => scan.end(),
+  };
+}
+
+export interface Reencoded<R> {
+  readonly head: MessageHead;
+  readonly run: MessageRun<R>;
+  readonly result: SevenBitResult;
+}
+
+/**
+ * The spooled message (`head` and `body`) in 7-bit form: its body written to
+ * `into`, and to a processor run started on its new header block.
+ */
+export async function reencodeSpooled<R>(head: MessageHead, body: Spool, into: Spool, start: (head: MessageHead) => Promise<MessageRun<R>>): Promise<Reencoded<R>> {
+  let converted: { head: MessageHead; run: MessageRun<R> } | undefined;
+  const source = async function* (): AsyncGenerator<Buffer> {
+    yield head.block;
+    yield CRLF;
+    const reader = await body.reader();
+    yield* reader as AsyncIterable<Buffer>;
+  };
+  const result = await toSevenBit(source, {
+    head: async (block) => {
+      const newHead = { block, fields: parseHeaderBlock(block.toString('latin1')) };
+      converted = { head: newHead, run: await start(newHead) };
+    },
+    body: async (chunk) => {
+      converted!.run.update(chunk);
+      await into.write(chunk);
+    },
+  });
+  if (!converted) throw new Error('the MIME splitter gave no header block');
+  return { ...converted, result };
+}
+
+/** The same for a message in memory (the offline commands): CRLF line ends, header block and body. */
+export async function reencodeMessage(message: Buffer): Promise<{ readonly message: Buffer; readonly result: SevenBitResult } | undefined> {
+  const { headerEnd, bodyStart } = findBodyStart(message);
+  const scan = new SevenBitScan(parseHeaderBlock(message.subarray(0, headerEnd).toString('latin1')));
+  scan.update(message.subarray(bodyStart));
+  if (scan.end() === undefined) return undefined;
+  const parts: Buffer[] = [];
+  const result = await toSevenBit(() => [message], {
+    head: (block) => {
+      parts.push(block, CRLF);
+    },
+    body: (chunk) => {
+      parts.push(chunk);
+    },
+  });
+  return { message: Buffer.concat(parts), result };
+}
+
+/** The log's account of a conversion: one entry per part changed, and what could not be. */
+export function conversionLog(need: ConversionNeed, result: SevenBitResult): Record<string, unknown> {
+  return {
+    reencoded: { because: need, parts: result.converted.map((c) => ({ part: c.part, type: c.type, from: c.from, to: c.to, why: c.why })), ...(result.leftAsIs.length > 0 ? { leftAsIs: result.leftAsIs } : {}) },
+  };
+}
