@@ -16,6 +16,21 @@ const MAX_PENDING = 64 * 1024;
 /** 57 octets make one 76-character base64 line. */
 const BASE64_LINE_OCTETS = 57;
 
+/**
+ * Input is encoded this much at a time: the strings libqp and libbase64 make
+ * then stay in V8's young generation, which a scavenge frees at once, rather
+ * than its large-object space, which waits for a full collection.
+ */
+const SLICE = 48 * 1024;
+
+/** `encode` over `octets` a slice at a time, the pieces joined. */
+function sliced(octets: Buffer, step: number, encode: (slice: Buffer) => string): Buffer {
+  if (octets.length <= step) return Buffer.from(encode(octets), 'latin1');
+  const out: Buffer[] = [];
+  for (let at = 0; at < octets.length; at += step) out.push(Buffer.from(encode(octets.subarray(at, Math.min(octets.length, at + step))), 'latin1'));
+  return Buffer.concat(out);
+}
+
 export interface BodyEncoder {
   push(chunk: Buffer): Buffer | undefined;
   end(): Buffer | undefined;
@@ -57,7 +72,26 @@ export class QuotedPrintableEncoder implements BodyEncoder {
   }
 }
 
+/** Quoted-printable of `octets`, a slice at a time, each slice cut after a CRLF where it has one (else joined by a soft line break). */
 function encodeLines(octets: Buffer): string {
+  if (octets.length <= SLICE) return encodeSlice(octets);
+  let out = '';
+  let at = 0;
+  while (at < octets.length) {
+    let end = Math.min(octets.length, at + SLICE);
+    if (end < octets.length) {
+      const crlf = octets.lastIndexOf(CRLF, end - 2);
+      if (crlf >= at) end = crlf + 2;
+      else if (octets[end - 1] === CR) end--;
+    }
+    const piece = encodeSlice(octets.subarray(at, end));
+    out += end < octets.length && !piece.endsWith('\r\n') ? `${piece}=\r\n` : piece;
+    at = end;
+  }
+  return out;
+}
+
+function encodeSlice(octets: Buffer): string {
   // libqp passes a lone CR or LF through as it is; on the wire that is a line end gone wrong.
   return libqp.wrap(libqp.encode(octets).replace(/\r(?!\n)|(?<!\r)\n/g, (c) => (c === '\r' ? '=0D' : '=0A')), 76);
 }
@@ -68,10 +102,23 @@ export class Base64Encoder implements BodyEncoder {
   private lines = 0;
 
   push(chunk: Buffer): Buffer | undefined {
-    const all = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
-    const whole = all.length - (all.length % BASE64_LINE_OCTETS);
-    this.pending = Buffer.from(all.subarray(whole));
-    return whole === 0 ? undefined : this.lines_(all.subarray(0, whole));
+    const out: Buffer[] = [];
+    let rest = chunk;
+    if (this.pending.length > 0) {
+      // Only the one line the last chunk began is copied; the rest is encoded where it lies.
+      const need = BASE64_LINE_OCTETS - this.pending.length;
+      const first = Buffer.concat([this.pending, rest.subarray(0, need)]);
+      rest = rest.subarray(need);
+      if (first.length < BASE64_LINE_OCTETS) {
+        this.pending = first;
+        return undefined;
+      }
+      out.push(this.lines_(first));
+    }
+    const whole = rest.length - (rest.length % BASE64_LINE_OCTETS);
+    this.pending = Buffer.from(rest.subarray(whole));
+    if (whole > 0) out.push(this.lines_(rest.subarray(0, whole)));
+    return out.length === 0 ? undefined : out.length === 1 ? out[0] : Buffer.concat(out);
   }
 
   end(): Buffer | undefined {
@@ -80,11 +127,10 @@ export class Base64Encoder implements BodyEncoder {
     return rest.length === 0 ? undefined : this.lines_(rest);
   }
 
-  private lines_(octets: Buffer): Buffer | undefined {
-    const text = libbase64.wrap(libbase64.encode(octets), 76);
+  private lines_(octets: Buffer): Buffer {
+    const step = SLICE - (SLICE % BASE64_LINE_OCTETS);
     // Each piece starts a line of its own: the one before it ended without its CRLF.
-    const out = this.lines++ === 0 ? text : `\r\n${text}`;
-    return latin1(out);
+    return sliced(octets, step, (slice) => `${this.lines++ === 0 ? '' : '\r\n'}${libbase64.wrap(libbase64.encode(slice), 76)}`);
   }
 }
 

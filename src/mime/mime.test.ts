@@ -120,6 +120,13 @@ describe('the encoders', () => {
     );
   });
 
+  it('base64: a chunk larger than one encoding slice gives the same lines as one call', () => {
+    const data = Buffer.from(Array.from({ length: 300_001 }, (_, k) => (k * 31 + (k >> 8)) % 256));
+    const expected = Buffer.from(libbase64.wrap(libbase64.encode(data), 76), 'latin1');
+    assert.deepEqual(run(new Base64Encoder(), [data]), expected);
+    assert.deepEqual(run(new Base64Encoder(), pieces(data, [5, 100_000, 250_003])), expected);
+  });
+
   it('base64 re-wrapped: one endless line (and stray octets) become 76-character lines of the same data', () => {
     fc.assert(
       fc.property(octets, cuts, (data, at) => {

@@ -203,3 +203,34 @@ export async function corpus(): Promise<CorpusMessage[]> {
     ...generated(150, 20261202),
   ];
 }
+
+/**
+ * A large 8-bit message for the streaming case: a UTF-8 text part declared
+ * 8bit and an attachment of `attachmentBytes` raw octets declared binary
+ * (no CR or LF in it, so receipt leaves it as it is). `seed` makes the bytes.
+ */
+export function largeEightBitMessage(attachmentBytes: number, textBytes: number, seed = 7): { message: Buffer; attachment: Buffer } {
+  const rng = prng(seed);
+  const attachment = Buffer.allocUnsafe(attachmentBytes);
+  for (let i = 0; i < attachmentBytes; i += 4) attachment.writeUInt32LE(Math.floor(rng() * 4294967296), i < attachmentBytes - 3 ? i : attachmentBytes - 4);
+  for (let i = 0; i < attachmentBytes; i++) if (attachment[i] === 0x0a || attachment[i] === 0x0d) attachment[i] = 0x20;
+  const line = Buffer.from('Grüße aus Köln — a line of 8-bit text, sent as it was written.\r\n', 'utf8');
+  const text = Buffer.concat(Array.from({ length: Math.max(1, Math.round(textBytes / line.length)) }, () => line));
+  const head = [
+    'From: Alice <alice@example.com>',
+    'To: bob@example.net',
+    'Subject: large 8-bit message',
+    'Date: Tue, 01 Dec 2026 12:00:00 +0000',
+    'Message-ID: <large@example.com>',
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="=_large"',
+    '',
+    '--=_large',
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Transfer-Encoding: 8bit',
+    '',
+    '',
+  ].join('\r\n');
+  const middle = '\r\n--=_large\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="large.bin"\r\nContent-Transfer-Encoding: binary\r\n\r\n';
+  return { message: Buffer.concat([Buffer.from(head, 'latin1'), text, Buffer.from(middle, 'latin1'), attachment, Buffer.from('\r\n--=_large--\r\n', 'latin1')]), attachment };
+}
