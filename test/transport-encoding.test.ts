@@ -154,7 +154,24 @@ describe('converted, then signed: the other implementations verify it', () => {
       assert.deepEqual(got.map((r) => r.result), ['pass'], `${file}: ${got[0]?.detail ?? ''}`);
     }
   });
+  it('a bare CR inside a line: OpenDKIM reads it unlike RFC 6376 (and Mail::DKIM, dkimpy, us) under relaxed; converted, all three verify', async (t) => {
+    const message = Buffer.from('From: alice@example.com\r\nTo: bob@example.net\r\nSubject: progress\r\nContent-Type: text/plain\r\n\r\nprogress 10%\r20%\r30%\r\n', 'latin1');
+    const keysFile = join(dir, 'test-public-keys.txt');
+    writeFileSync(keysFile, `sel._domainkey.example.com ${formatKeyRecord(testKeys.rsa.key)}\n`);
+    const asIs = join(dir, 'bare-cr-as-is.eml');
+    writeFileSync(asIs, sign(message));
+    const asIsResult = (await peers.openDkimVerify(asIs, dir, keysFile))[0]!.result;
+    t.diagnostic(`OpenDKIM on a relaxed signature over a mid-line bare CR, signed as it came: ${asIsResult}`);
+    const converted = await reencodeMessage(message);
+    assert.ok(converted, 'a bare CR needs converting');
+    assert.match(converted.message.toString('latin1'), /progress 10%=0D20%=0D30%\r\n/);
+    const file = join(dir, 'bare-cr-converted.eml');
+    writeFileSync(file, sign(converted.message));
+    assert.deepEqual((await peers.openDkimVerify(file, dir, keysFile)).map((r) => r.result), ['pass']);
+    for (const verifier of [peers.mailDkimVerify, peers.dkimpyVerify]) assert.deepEqual((await verifier([file, asIs], dns.port)).map((r) => r.result), ['pass', 'pass']);
+  });
 });
+
 
 describe('through the out listener', () => {
   let dns: TestDns;

@@ -7,6 +7,7 @@
 import { hashBody } from './bodyhash.js';
 import { canonicalizeHeader, relaxedHeader } from './canonicalize.js';
 import { causeOf, FIX, type Cause } from './cause.js';
+import { signedChanges, type Change } from './changes.js';
 import { findBodyStart, parseHeaderBlock, selectHeaders } from './headers.js';
 import { viewOutcome, type DkimResult } from './results.js';
 import { parseSignature } from './signature.js';
@@ -34,6 +35,8 @@ export interface Explanation {
     readonly changedCopies: readonly { readonly name: string; readonly signed: string; readonly now: string }[];
     readonly text: string | null;
   };
+  /** With the message as it was sent: what changed in what this signature covers; null without it. */
+  readonly changes: readonly Change[] | null;
 }
 
 /** At most this many signatures are explained (a message can carry thousands). */
@@ -45,10 +48,15 @@ function decodeQp(s: string): string {
   return s.replace(/=([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 }
 
-export async function explainMessage(message: Buffer, lookup: (name: string) => Promise<KeyAnswer>, now: number): Promise<Explanation[]> {
+function split(message: Buffer): { fields: ReturnType<typeof parseHeaderBlock>; body: Buffer } {
   const { headerEnd, bodyStart } = findBodyStart(message);
-  const fields = parseHeaderBlock(message.toString('latin1', 0, headerEnd));
-  const body = message.subarray(bodyStart);
+  return { fields: parseHeaderBlock(message.toString('latin1', 0, headerEnd)), body: message.subarray(bodyStart) };
+}
+
+/** `original`: the message as it was sent (CRLF line ends), to say what changed since. */
+export async function explainMessage(message: Buffer, lookup: (name: string) => Promise<KeyAnswer>, now: number, original?: Buffer): Promise<Explanation[]> {
+  const { fields, body } = split(message);
+  const sent = original === undefined ? undefined : split(original);
   const out: Explanation[] = [];
   const signatures = fields.filter((f) => f.key === 'dkim-signature').slice(0, MAX);
   for (const [index, field] of signatures.entries()) {
@@ -66,6 +74,7 @@ export async function explainMessage(message: Buffer, lookup: (name: string) => 
         reason: viewOutcome(o).detail ?? null,
         fix: FIX[cause],
         detail: { check: 'the DKIM-Signature field', expectedBodyHash: null, computedBodyHash: null, bodyLength: null, signedHeaders: [], changedCopies: [], text: viewOutcome(o).detail ?? null },
+        changes: null,
       });
       continue;
     }
@@ -114,6 +123,7 @@ export async function explainMessage(message: Buffer, lookup: (name: string) => 
         changedCopies,
         text: v.detail ?? null,
       },
+      changes: sent === undefined ? null : signedChanges(sig, sent, { fields, body }),
     });
   }
   return out;
