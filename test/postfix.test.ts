@@ -24,6 +24,7 @@ import { freeTcpPorts } from './helpers/ports.js';
 import { startOpenDmarc, type OpenDmarc } from './helpers/opendmarc.js';
 import { mboxMessage, postfixUnavailable, readmeBlock, startPostfix, substitute, type Postfix } from './helpers/postfix.js';
 import { eventually } from './helpers/eventually.js';
+import { untilGreeting } from './helpers/raw-client.js';
 
 const run = promisify(execFile);
 const skip = postfixUnavailable();
@@ -252,6 +253,8 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     const haproxy = spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'ignore' });
     try {
       await balanced.port('out');
+      // Postfix must not find the balancer's port closed: it would defer the message for minutes.
+      await untilGreeting(p('haproxy'));
       const subject = 'outbound through a load balancer';
       const queueId = await swaks(p('balanced'), 'alice@example.com', 'bob@example.net', ['--header', `Subject: ${subject}`, '--body', 'Signed behind HAProxy.']);
       const delivered = await eventually('the signed message in bob\'s mailbox', () => mboxMessage(postfix.mailbox('bob@example.net'), subject), { timeoutMs: 30_000, everyMs: 50, detail: logTail });

@@ -20,7 +20,7 @@ import { createKeyLookup } from '../src/dns/resolver.js';
 import { eventually } from './helpers/eventually.js';
 import { freeTcpPorts } from './helpers/ports.js';
 import { startProxy, type RunningProxy } from './helpers/proxy.js';
-import { rawClient, type RawClient } from './helpers/raw-client.js';
+import { rawClient, untilGreeting, type RawClient } from './helpers/raw-client.js';
 import { startSink, type Sink } from './helpers/sink.js';
 
 const D = 'example.com';
@@ -194,16 +194,7 @@ describe('behind HAProxy', () => {
     );
     haproxy = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
     haproxy.stderr!.on('data', (d: Buffer) => (haproxyErr += d.toString()));
-    await eventually('HAProxy listening', async () => {
-      try {
-        const c = await rawClient(front, '127.0.0.2');
-        const r = await c.reply(2000);
-        c.socket.destroy();
-        return /^220 /.test(r[0]!);
-      } catch {
-        return false;
-      }
-    }, { timeoutMs: 15_000, everyMs: 100, detail: () => haproxyErr });
+    await untilGreeting(front, '127.0.0.2', 15_000, () => haproxyErr);
   });
   after(async () => {
     haproxy?.kill('SIGTERM');

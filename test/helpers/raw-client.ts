@@ -92,3 +92,25 @@ export function clientOn(socket: Socket): RawClient {
     },
   };
 }
+
+/**
+ * Resolves once something on `port` greets with 220 (a balancer started in
+ * the background is listening and its backend answers), within `timeoutMs`.
+ */
+export async function untilGreeting(port: number, localAddress = '127.0.0.1', timeoutMs = 15_000, detail: () => string = () => ''): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const c = await rawClient(port, localAddress);
+      const r = await c.reply(2000);
+      c.socket.destroy();
+      if (/^220 /.test(r[0] ?? '')) return;
+      last = r.join(' | ');
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`nothing greeted on port ${port} within ${timeoutMs} ms (last: ${last})\n${detail()}`);
+}
