@@ -30,7 +30,7 @@ export interface Change {
   readonly kind: ChangeKind;
   /** A header field's name, or `body line N` (of the canonical body as it was signed). */
   readonly where: string;
-  /** What the verifier saw, signed and now: canonical forms, long lines cut short. */
+  /** What the verifier saw, signed and now: canonical forms (UTF-8 where the octets are), long lines cut short. */
   readonly signed: string | null;
   readonly now: string | null;
   readonly fix: string;
@@ -51,7 +51,13 @@ export const CHANGE_FIX: Record<ChangeKind, string> = {
 };
 
 const SHOWN = 160;
-const cut = (s: string): string => (s.length > SHOWN ? `${s.slice(0, SHOWN)}… (${s.length} octets)` : s);
+/** Octets (a binary string) as text to show: UTF-8 when they are UTF-8, else one character per octet; long ones cut. */
+function shown(octets: string): string {
+  const bytes = Buffer.from(octets, 'latin1');
+  const utf8 = bytes.toString('utf8');
+  const text = Buffer.from(utf8, 'utf8').equals(bytes) ? utf8 : octets;
+  return text.length > SHOWN ? `${text.slice(0, SHOWN)}... (${bytes.length} octets)` : text;
+}
 
 /** The canonical body (RFC 6376 §3.4.3, §3.4.4) as text, for comparing; `bodyhash.ts` hashes the same without building it. */
 export function canonicalBodyText(body: Buffer, canon: Canon): string {
@@ -63,7 +69,7 @@ export function canonicalBodyText(body: Buffer, canon: Canon): string {
 }
 
 function change(kind: ChangeKind, where: string, signed: string | null, now: string | null): Change {
-  return { kind, where, signed: signed === null ? null : cut(signed), now: now === null ? null : cut(now), fix: CHANGE_FIX[kind] };
+  return { kind, where, signed: signed === null ? null : shown(signed), now: now === null ? null : shown(now), fix: CHANGE_FIX[kind] };
 }
 
 const unfold = (raw: string): string => raw.replace(/\r\n(?=[ \t])/g, '');
