@@ -24,6 +24,18 @@ export interface RelaxedScanner {
    * `start` must be at least 1 (the octet before it is the look-behind).
    */
   findBareLf(src: Uint8Array, start: number, end: number): number;
+  /**
+   * transport_encoding's receipt scan (src/mime/scan.ts): the index of the
+   * first octet in `src[start, end)` that a 7-bit hop would trip on, or that
+   * may start a Content-Transfer-Encoding label (C or c at a line's start);
+   * -1 when none. `before` is the octet before `start` (LF at a body's start),
+   * `line` the current line's octets before it. After the call, `line` holds
+   * the line's octets before the index returned (before `end`, for -1). A CR
+   * at `end - 1` is taken to end its line: the caller checks the next octet.
+   */
+  sevenBit(src: Uint8Array, start: number, end: number, before: number, line: number): number;
+  /** Set by sevenBit. */
+  line: number;
 }
 
 function load(): RelaxedScanner | null {
@@ -34,6 +46,8 @@ function load(): RelaxedScanner | null {
     const memory = instance.exports['memory'] as WebAssembly.Memory;
     const relax = instance.exports['relax'] as (src: number, end: number, dst: number) => number;
     const bareLf = instance.exports['bare_lf'] as (src: number, end: number) => number;
+    const sevenBit = instance.exports['seven_bit'] as (src: number, end: number, line: number) => number;
+    const lineGlobal = instance.exports['line'] as { value: number };
     const needed = Math.ceil((OUT + SLICE + PAD) / 65536);
     memory.grow(needed - memory.buffer.byteLength / 65536);
     const bytes = new Uint8Array(memory.buffer);
@@ -54,6 +68,25 @@ function load(): RelaxedScanner | null {
         }
         return -1;
       },
+      sevenBit(src, start, end, before, line) {
+        let carry = line;
+        for (let s = start; s < end; s += SLICE) {
+          const e = Math.min(end, s + SLICE);
+          bytes[IN - 1] = s === start ? before : src[s - 1]!;
+          bytes.set(src.subarray(s, e), IN);
+          // The octet after the slice: the next slice's first, or an LF that lets a final CR be.
+          bytes[IN + (e - s)] = e < end ? src[e]! : 0x0a;
+          const at = sevenBit(IN, IN + (e - s), carry);
+          carry = lineGlobal.value;
+          if (at !== IN + (e - s)) {
+            this.line = carry;
+            return s + (at - IN);
+          }
+        }
+        this.line = carry;
+        return -1;
+      },
+      line: 0,
     };
   } catch {
     return null;
