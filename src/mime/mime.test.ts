@@ -6,6 +6,7 @@ import * as libqp from 'libqp';
 import { Base64Encoder, Base64Rewrapper, QuotedPrintableEncoder, QuotedPrintableReencoder, type BodyEncoder } from './encoders.js';
 import { LineCheck } from './lines.js';
 import { SevenBitScan } from './scan.js';
+import { toSevenBit } from './seven-bit.js';
 import { parseHeaderBlock } from '../dkim/index.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -178,5 +179,35 @@ describe('the encoders', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('toSevenBit', () => {
+  it('says what it leaves as it is: 8-bit header fields of an attached message, 8-bit text outside any part', async () => {
+    const message = b(
+      [
+        'From: a@example.com',
+        'MIME-Version: 1.0',
+        'Content-Type: multipart/mixed; boundary="b"',
+        '',
+        'pr\xe9amble',
+        '--b',
+        'Content-Type: message/rfc822',
+        'Content-Disposition: inline',
+        '',
+        'Subject: D\xe9j\xe0 vu',
+        'Content-Type: text/plain; charset=iso-8859-1',
+        'Content-Transfer-Encoding: 8bit',
+        '',
+        'd\xe9j\xe0',
+        '--b--',
+        '',
+      ].join('\r\n'),
+    );
+    const out: Buffer[] = [];
+    const r = await toSevenBit(() => [message], { head: (h) => void out.push(h, b('\r\n')), body: (c) => void out.push(c) });
+    assert.deepEqual(r.converted.map((c) => [c.part, c.to]), [[3, 'quoted-printable']]);
+    assert.deepEqual(r.leftAsIs.map((l) => l.part), [1, 3]);
+    assert.match(Buffer.concat(out).toString('latin1'), /\r\n\r\nd=E9j=E0\r\n--b--/);
   });
 });

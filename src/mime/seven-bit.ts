@@ -24,6 +24,7 @@
  * the second writes the parts, since a part's new header must go out before
  * its body. Memory stays at a few chunks, whatever the message's size.
  */
+import { isAscii } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { Splitter, type MimeNode, type SplitterChunk } from '@zone-eu/mailsplit';
 import { Base64Encoder, Base64Rewrapper, QuotedPrintableEncoder, QuotedPrintableReencoder, type BodyEncoder } from './encoders.js';
@@ -136,18 +137,21 @@ function setEncoding(node: MimeNode, value: string, addMimeVersion: boolean): vo
 }
 
 /** The first pass: what each part is and holds. */
-async function survey(source: Source): Promise<{ parts: PartFacts[]; unsafe: (ConversionNeed | undefined)[]; between: LineCheck }> {
+async function survey(source: Source): Promise<{ parts: PartFacts[]; unsafe: (ConversionNeed | undefined)[]; between: LineCheck; eightBitHeaders: number[] }> {
   const parts: PartFacts[] = [];
   const between = new LineCheck();
+  const eightBitHeaders: number[] = [];
   for await (const chunk of split(source) as AsyncIterable<SplitterChunk>) {
     if (chunk.type === 'node') {
       const facts = factsOf(chunk);
+      // The message's own header block is the sender's to keep (SMTPUTF8); a part's or an attached message's is noted.
+      if (parts.length > 0 && !isAscii(chunk.getHeaders())) eightBitHeaders.push(parts.length + 1);
       parts.push({ ...facts, check: facts.type === 'message/rfc822' && !facts.container ? new SevenBitScan([]) : new LineCheck() });
     }
     else if (chunk.type === 'body') parts[parts.length - 1]?.check.update(chunk.value);
     else between.update(chunk.value);
   }
-  return { parts, unsafe: parts.map((p) => p.check.end()), between };
+  return { parts, unsafe: parts.map((p) => p.check.end()), between, eightBitHeaders };
 }
 
 /**
@@ -155,11 +159,12 @@ async function survey(source: Source): Promise<{ parts: PartFacts[]; unsafe: (Co
  * message (header block, empty line, body), CRLF line ends, and is read twice.
  */
 export async function toSevenBit(source: Source, out: SevenBitOutput): Promise<SevenBitResult> {
-  const { parts, unsafe, between } = await survey(source);
+  const { parts, unsafe, between, eightBitHeaders } = await survey(source);
   const converted: PartConversion[] = [];
   const leftAsIs: LeftAsIs[] = [];
   const betweenUnsafe = between.end();
   if (betweenUnsafe) leftAsIs.push({ part: 1, why: `${betweenUnsafe} outside any part (preamble, epilogue or boundary lines)` });
+  for (const part of eightBitHeaders) leftAsIs.push({ part, why: '8-bit octets in its header fields (header fields are not re-encoded)' });
 
   let index = -1;
   let encoder: BodyEncoder | undefined;
