@@ -263,6 +263,27 @@ describe('through the out listener', () => {
     }
   });
 
+  it('a message the converter cannot split goes as it came, signed over those bytes, with a warning (no 4xx that would only bring it back)', async () => {
+    const proxy = await startProxy('out', toml(''), [{ domain: 'example.com', selector: 's1' }]);
+    try {
+      // A part whose header block is over the splitter's 1 MB limit for one MIME node.
+      const huge = Buffer.from(`From: alice@example.com\r\nTo: bob@example.net\r\nSubject: unsplittable\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n${`X-Filler: ${'a'.repeat(70)}\r\n`.repeat(16_000)}Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße\r\n--b--\r\n`, 'utf8');
+      const before = sink.messages.length;
+      const r = await send(proxy.port, 'alice@example.com', ['bob@example.net'], huge);
+      assert.deepEqual(r.data!.map((x) => x.code), [250]);
+      const got = sink.messages[before]!.data;
+      assert.ok(got.subarray(got.length - huge.length).equals(huge), 'relayed byte for byte');
+      const warning = proxy.logs.find((l) => l['msg'] === 'could not convert to 7-bit: signed and relayed as it came');
+      assert.ok(warning, JSON.stringify(proxy.logs));
+      assert.equal(warning['because'], '8-bit octets');
+      assert.match(String(warning['err']), /header size/i);
+      const records = new Map([['s1._domainkey.example.com', [keyRecord(proxy.dir.dir)]]]);
+      assert.deepEqual(results(await verify(got, {}, records, Math.floor(Date.now() / 1000))), ['pass']);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   it('streams a 50 MB message with a 40 MB binary attachment: converted and signed, never held in memory twice', async (t) => {
     const { message, attachment } = largeEightBitMessage(40 * 1024 * 1024, 10 * 1024 * 1024);
     const dir = makeConfigDir(`workers = 1\n${toml('max_message_bytes = "60M"\nspool_threshold = "1M"')}\n[log]\nlevel = "info"\n`, [{ domain: 'example.com', selector: 's1' }]);

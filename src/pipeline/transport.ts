@@ -13,7 +13,8 @@
 import { findBodyStart, parseHeaderBlock } from '../dkim/index.js';
 import { SevenBitScan, type ConversionNeed } from '../mime/scan.js';
 import { toSevenBit, type SevenBitResult } from '../mime/seven-bit.js';
-import type { Spool } from '../smtp/spool.js';
+import { Spool } from '../smtp/spool.js';
+import { ReplyError } from '../smtp/replies.js';
 import type { MessageHead, MessageRun } from './message.js';
 
 const CRLF = Buffer.from('\r\n');
@@ -66,6 +67,45 @@ export async function reencodeSpooled<R>(head: MessageHead, body: Spool, into: S
   });
   if (!converted) throw new Error('the MIME splitter gave no header block');
   return { ...converted, result };
+}
+
+export interface ToSend<R> {
+  readonly run: MessageRun<R>;
+  /** The body to relay: the received one, or the converted one (then the received one is disposed of). */
+  readonly spool: Spool;
+  /** For the message's log line: `reencoded`, when it was converted. */
+  readonly log: Record<string, unknown>;
+  /** The conversion failed (the message goes as it came): why, for a warning of its own. */
+  readonly failed?: { readonly because: ConversionNeed; readonly error: string };
+}
+
+/**
+ * After receipt: the run and body to relay. When the scan found nothing (or
+ * the run does not scan), the received ones; else the message converted into
+ * a new spool beside the old (same threshold and directory), with a run
+ * started afresh on it. `converted` is told each part changed.
+ */
+export async function bodyToSend<R>(
+  head: MessageHead,
+  received: { readonly run: MessageRun<R> | ScanningRun<R>; readonly spool: Spool },
+  start: (head: MessageHead) => Promise<MessageRun<R>>,
+  spool: { readonly thresholdBytes: number; readonly dir?: string | undefined },
+  converted: (part: SevenBitResult['converted'][number]) => void,
+): Promise<ToSend<R>> {
+  const need = 'need' in received.run ? received.run.need() : undefined;
+  if (need === undefined) return { run: received.run, spool: received.spool, log: {} };
+  const into = new Spool(spool.thresholdBytes, spool.dir);
+  try {
+    const reencoded = await reencodeSpooled(head, received.spool, into, start);
+    reencoded.result.converted.forEach(converted);
+    await received.spool.dispose();
+    return { run: reencoded.run, spool: into, log: conversionLog(need, reencoded.result) };
+  } catch (err) {
+    await into.dispose();
+    // A ReplyError is the processor refusing the converted message: that stands. Anything else is the converter's.
+    if (err instanceof ReplyError) throw err;
+    return { run: received.run, spool: received.spool, log: {}, failed: { because: need, error: err instanceof Error ? err.message : String(err) } };
+  }
 }
 
 /** The same for a message in memory (the offline commands): CRLF line ends, header block and body. */

@@ -23,12 +23,11 @@ import { messageLogger } from '../ops/log.js';
 import { NO_METRICS, type ProxyMetrics } from '../ops/metrics.js';
 import type { Envelope, MessageProcessor, MessageRun } from '../pipeline/message.js';
 import { SigningProcessor } from '../pipeline/sign.js';
-import { conversionLog, reencodeSpooled, scanning, type ScanningRun } from '../pipeline/transport.js';
+import { bodyToSend, scanning, type ScanningRun } from '../pipeline/transport.js';
 import { VerifyingProcessor, type VerifySettings } from '../pipeline/verify.js';
 import { isPositive, NextHop, RelayError, replyText, type Reply } from '../relay/client.js';
 import { GuardedServer, type GuardLimits } from './listener.js';
 import { receive } from './receive.js';
-import { Spool } from './spool.js';
 import { acceptedText, fromReply, replies, ReplyError, toReply } from './replies.js';
 
 export type ProxyKind = 'out' | 'in';
@@ -469,24 +468,12 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
     let logFields: Record<string, unknown> = idField;
     let spool = received.spool;
     try {
-      let run: MessageRun<R> = received.handler;
-      const need = 'need' in received.handler ? received.handler.need() : undefined;
-      if (need !== undefined) {
-        const converted = new Spool(l.spoolThresholdBytes, l.spoolDir);
-        try {
-          const reencoded = await reencodeSpooled(received.head, received.spool, converted, (head) => processor.start(head, envelope, early));
-          for (const c of reencoded.result.converted) metrics.reencoded(c.to, c.why);
-          logFields = { ...logFields, ...conversionLog(need, reencoded.result) };
-          spool = converted;
-          run = reencoded.run;
-          await received.spool.dispose();
-        } catch (err) {
-          await converted.dispose();
-          // A ReplyError is the processor refusing the converted message: that stands. Anything else is the converter's fault.
-          if (err instanceof ReplyError) throw err;
-          messageLog.warn({ ...logBase, ...idField, because: need, err: err instanceof Error ? err.message : String(err) }, 'could not convert to 7-bit: signed and relayed as it came');
-        }
-      }
+      // transport_encoding = "7bit": the converted message, when the scan found it needed converting.
+      const send = await bodyToSend(received.head, { run: received.handler, spool }, (head) => processor.start(head, envelope, early), { thresholdBytes: l.spoolThresholdBytes, dir: l.spoolDir }, (c) => metrics.reencoded(c.to, c.why));
+      if (send.failed) messageLog.warn({ ...logBase, ...idField, because: send.failed.because, err: send.failed.error }, 'could not convert to 7-bit: signed and relayed as it came');
+      spool = send.spool;
+      const run = send.run;
+      logFields = { ...logFields, ...send.log };
       const processed = await run.finish();
       logFields = { ...logFields, ...processor.logFields(processed.report) };
       if (processed.refusal) {
