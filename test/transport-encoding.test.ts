@@ -24,6 +24,7 @@ import { toSevenBit } from '../src/mime/seven-bit.js';
 import { reencodeMessage } from '../src/pipeline/transport.js';
 import { createHash } from 'node:crypto';
 import { corpus, largeEightBitMessage, type CorpusMessage } from './helpers/corpus.js';
+import { cli } from './helpers/cli.js';
 import { makeConfigDir } from './helpers/config-dir.js';
 import { startDaemon } from './helpers/daemon.js';
 import { send, startProxy } from './helpers/proxy.js';
@@ -260,6 +261,31 @@ describe('through the out listener', () => {
     } finally {
       await proxy.stop();
       await seven.stop();
+    }
+  });
+
+  it('dkim-proxy sign --config converts as the proxy does, and says so on stderr; "preserve" does not', async () => {
+    for (const [encoding, converts] of [['7bit', true], ['preserve', false]] as const) {
+      const dir = makeConfigDir(toml(`transport_encoding = "${encoding}"`), [{ domain: 'example.com', selector: 's1' }]);
+      try {
+        const file = join(dir.dir, 'message.eml');
+        writeFileSync(file, eightBit);
+        const r = await cli(['sign', '--config', dir.file, file], undefined, dir.dir);
+        assert.equal(r.code, 0, r.stderr);
+        const out = Buffer.from(r.stdout, 'latin1');
+        if (converts) {
+          assert.match(r.stderr, /^re-encoded: part 2 \(text\/plain\) 8bit -> quoted-printable: 8-bit octets$/m);
+          assert.match(r.stderr, /^re-encoded: part 3 \(text\/html\) 8bit -> 7bit: declared 8bit or binary$/m);
+          assert.equal(unfit(out), undefined);
+        } else {
+          assert.doesNotMatch(r.stderr, /re-encoded/);
+          assert.ok(out.subarray(out.length - eightBit.length).equals(eightBit));
+        }
+        const records = new Map([['s1._domainkey.example.com', [keyRecord(dir.dir)]]]);
+        assert.deepEqual(results(await verify(out, {}, records, Math.floor(Date.now() / 1000))), ['pass']);
+      } finally {
+        rmSync(dir.dir, { recursive: true, force: true });
+      }
     }
   });
 
