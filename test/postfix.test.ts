@@ -24,6 +24,7 @@ import { freeTcpPorts } from './helpers/ports.js';
 import { startOpenDmarc, type OpenDmarc } from './helpers/opendmarc.js';
 import { mboxMessage, postfixUnavailable, readmeBlock, startPostfix, substitute, type Postfix } from './helpers/postfix.js';
 import { eventually } from './helpers/eventually.js';
+import { send } from './helpers/proxy.js';
 import { untilGreeting } from './helpers/raw-client.js';
 
 const run = promisify(execFile);
@@ -130,6 +131,24 @@ describe('Postfix, both directions, with the README configuration', { skip }, ()
     assert.equal(ready.code, 0, ready.stdout + ready.stderr);
     const stats = JSON.parse((await cli(['stats', '--json', '--config', config.file], undefined, config.dir)).stdout) as { signing: unknown[] };
     assert.deepEqual(stats.signing, [{ domain: 'example.com', result: 'signed', count: 1 }]);
+  });
+
+  it('submitted 8-bit SMTPUTF8 mail: delivered, dkim-proxy having made it 7-bit before signing, and verifying', async () => {
+    const subject = 'internationalized and 8-bit';
+    const message = Buffer.from(
+      [`From: Jürgen <jürgen@example.com>`, 'To: bob@example.net', `Subject: ${subject}`, 'Date: Tue, 01 Dec 2026 12:00:00 +0000', '', 'Grüße aus Köln, on its way out.', ''].join('\r\n').replace('\r\n\r\n', '\r\nMessage-ID: <intl@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'),
+      'utf8',
+    );
+    const r = await send(ports.get('submission')!, 'jürgen@example.com', ['bob@example.net'], message, ' BODY=8BITMIME SMTPUTF8');
+    assert.deepEqual(r.data?.map((x) => x.code), [250], JSON.stringify(r));
+    const delivered = await eventually('the 8-bit message in bob\'s mailbox', () => mboxMessage(postfix.mailbox('bob@example.net'), subject), { timeoutMs: 30_000, everyMs: 50, detail: logTail });
+    assert.match(delivered.toString('latin1'), /\r\nGr=C3=BC=C3=9Fe aus K=C3=B6ln/);
+    const file = join(postfix.dir, 'intl.eml');
+    writeFileSync(file, delivered);
+    assert.deepEqual((await mailDkimVerify([file], dns.port)).map((x) => x.result), ['pass']);
+    assert.deepEqual(await verifyOurs(delivered), ['pass']);
+    const relayed = await daemon.waitFor((l) => l['msg'] === 'message relayed' && JSON.stringify(l['reencoded'] ?? null).includes('quoted-printable'));
+    assert.equal(relayed['from'], 'jürgen@example.com');
   });
 
   it('verifies what arrives: the delivered copy carries our Authentication-Results, and a forged one is gone', async () => {
