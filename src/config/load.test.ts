@@ -153,6 +153,17 @@ describe('config loading', () => {
     expectIssue(await load(`${base}proxy_protocol_from = ["haproxy.internal"]\n`), 4, 'out.proxy_protocol_from', /expected an address or CIDR block/);
   });
 
+  it('transport_encoding: "7bit" unless set; "preserve"; anything else is named, and [in] has no such key', async () => {
+    const base = '[out]\nlisten = "127.0.0.1:10027"\nrelay = "127.0.0.1:10028"\n';
+    const none = await load(base);
+    assert.ok(none.ok && none.config.out!.transportEncoding === '7bit');
+    const preserve = await load(`${base}transport_encoding = "preserve"\n`);
+    assert.ok(preserve.ok && preserve.config.out!.transportEncoding === 'preserve');
+    expectIssue(await load(`${base}transport_encoding = "8bit"\n`), 4, 'out.transport_encoding', /"7bit".*"preserve"/);
+    const inTable = await load('[in]\nlisten = "127.0.0.1:10025"\nrelay = "127.0.0.1:10026"\nauthserv_id = "mx.example.com"\ntransport_encoding = "7bit"\n');
+    expectIssue(inTable, 5, 'in.transport_encoding', /unknown key/);
+  });
+
   it('requires listen and relay, and refuses a lone tls_cert', async () => {
     const r = await load('[in]\nauthserv_id = "mx.example.com"\ntls_cert = "/etc/ssl/c.pem"\n');
     expectIssue(r, 1, 'in.listen', /required/);
