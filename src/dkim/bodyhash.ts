@@ -28,8 +28,16 @@ const CR_ONLY = Buffer.from('\r');
 const SP_SP = Buffer.from('  ');
 const SP_CR = Buffer.from(' \r');
 
+/** Where the canonicalizers put the canonical body: a hash, or (for explain) the octets themselves. */
+interface CanonicalOutput {
+  readonly length: number;
+  write(chunk: Uint8Array): void;
+  writeCrlfs(count: number): void;
+  digest(): Buffer;
+}
+
 /** Hash of the canonical body, truncated at `l=` when a limit is given. */
-class CanonicalSink {
+class CanonicalSink implements CanonicalOutput {
   private readonly hash: Hash;
   private readonly limit: number | undefined;
   /** Canonical octets produced so far (all of them, not only those hashed). */
@@ -71,6 +79,33 @@ export interface BodyHasher {
   digest(): BodyHashResult;
 }
 
+/** The canonical octets kept, not hashed: `dkim-proxy explain` compares what the verifier hashed. */
+class CanonicalCopy implements CanonicalOutput {
+  private readonly chunks: Buffer[] = [];
+  length = 0;
+
+  write(chunk: Uint8Array): void {
+    this.chunks.push(Buffer.from(chunk));
+    this.length += chunk.length;
+  }
+
+  writeCrlfs(count: number): void {
+    for (let k = 0; k < count; k++) this.write(CRLF);
+  }
+
+  digest(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+/** The canonical body itself, by the same canonicalizers that hash it. */
+export function canonicalBody(body: Uint8Array, canon: Canon): Buffer {
+  const copy = new CanonicalCopy();
+  const c = canon === 'relaxed' ? new RelaxedBody(copy) : new SimpleBody(copy);
+  c.update(body);
+  return c.digest().hash;
+}
+
 export function createBodyHasher(canon: Canon, algorithm: HashAlgorithm, limit?: number): BodyHasher {
   const sink = new CanonicalSink(algorithm, limit);
   return canon === 'relaxed' ? new RelaxedBody(sink) : new SimpleBody(sink);
@@ -85,8 +120,8 @@ class SimpleBody implements BodyHasher {
   private pendingCr = false;
   private done = false;
 
-  private readonly sink: CanonicalSink;
-  constructor(sink: CanonicalSink) {
+  private readonly sink: CanonicalOutput;
+  constructor(sink: CanonicalOutput) {
     this.sink = sink;
   }
 
@@ -165,8 +200,8 @@ class RelaxedBody implements BodyHasher {
   private anyContent = false;
   private done = false;
 
-  private readonly sink: CanonicalSink;
-  constructor(sink: CanonicalSink) {
+  private readonly sink: CanonicalOutput;
+  constructor(sink: CanonicalOutput) {
     this.sink = sink;
   }
 

@@ -7,6 +7,7 @@
  * is not signed); nor is a refold that relaxed canonicalization undoes. Pure.
  */
 import { isAscii } from 'node:buffer';
+import { canonicalBody } from './bodyhash.js';
 import { canonicalizeHeader, type Canon } from './canonicalize.js';
 import { selectHeaders, type HeaderField } from './headers.js';
 import type { DkimSignature } from './signature.js';
@@ -59,13 +60,9 @@ function shown(octets: string): string {
   return text.length > SHOWN ? `${text.slice(0, SHOWN)}... (${bytes.length} octets)` : text;
 }
 
-/** The canonical body (RFC 6376 §3.4.3, §3.4.4) as text, for comparing; `bodyhash.ts` hashes the same without building it. */
+/** The canonical body (RFC 6376 §3.4.3, §3.4.4) as a binary string, for comparing: the octets the body hash covers. */
 export function canonicalBodyText(body: Buffer, canon: Canon): string {
-  let text = body.toString('latin1');
-  if (canon === 'relaxed') text = text.replace(/[ \t]+\r\n/g, '\r\n').replace(/[ \t]+$/, '').replace(/[ \t]+/g, ' ');
-  text = text.replace(/(\r\n)+$/, '');
-  if (text.length === 0) return canon === 'relaxed' ? '' : '\r\n';
-  return `${text}\r\n`;
+  return canonicalBody(body, canon).toString('latin1');
 }
 
 function change(kind: ChangeKind, where: string, signed: string | null, now: string | null): Change {
