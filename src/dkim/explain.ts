@@ -4,6 +4,7 @@
  * body hashes, the l= coverage, the signed header fields as the verifier saw
  * them, z= copies that differ) and the fix. Pure: keys and time come in.
  */
+import * as libqp from 'libqp';
 import { hashBody } from './bodyhash.js';
 import { canonicalizeHeader, relaxedHeader } from './canonicalize.js';
 import { causeOf, FIX, type Cause } from './cause.js';
@@ -44,9 +45,8 @@ const MAX = 50;
 /** Seconds of clock drift allowed for t= in the future. */
 const SKEW = 300;
 
-function decodeQp(s: string): string {
-  return s.replace(/=([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-}
+/** z= values are DKIM-Quoted-Printable (RFC 6376 §2.11): =XX octets, whitespace already removed. */
+const decodeQp = (s: string): string => libqp.decode(s).toString('latin1');
 
 function split(message: Buffer): { fields: ReturnType<typeof parseHeaderBlock>; body: Buffer } {
   const { headerEnd, bodyStart } = findBodyStart(message);
