@@ -6,21 +6,17 @@
  * Reads VmHWM (the peak resident set) from /proc; prints the figures and
  * whether the bound held. Loopback only, bounded in time.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NextHop } from '../src/relay/client.js';
+import { statusKb } from '../test/helpers/proc.js';
 import { message, pin, pinSelf, ROOT, startBenchSink, startDaemon, writeBenchKey } from './harness.js';
 
 /** The bound we state: the idle process plus 64 × 1 MB of bodies in memory, with room for buffers. */
 export const RSS_BOUND_MB = 256;
 const CONNECTIONS = 64;
 const SIZE = 10 * 1024 * 1024;
-
-function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
 
 export async function memoryUnderLoad(): Promise<{ idleMb: number; peakMb: number; seconds: number; failures: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-bench-mem-'));

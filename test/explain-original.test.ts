@@ -17,7 +17,7 @@ import { explainMessage } from '../src/dkim/explain.js';
 import { cli } from './helpers/cli.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { zoneLookup } from './helpers/fixtures.js';
-import { dkimpySign, mailDkimSign, openDkimSign } from './helpers/peers.js';
+import { asHeaderField, dkimpySign, mailDkimSign, openDkimSign } from './helpers/peers.js';
 
 const D = 'example.com';
 const PLAIN = 'From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: Lunch\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <original@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nSee you at noon.\r\nBring the notes.\r\n';
@@ -81,7 +81,6 @@ after(() => {
 });
 
 const now = Math.floor(Date.now() / 1000);
-const peerField = (field: string): string => field.replace(/\r?\n/g, '\r\n').replace(/(\r\n)*$/, '\r\n');
 
 /** `base` signed by `signer` with `canon`/`canon`: the whole message, as it left. */
 async function signedBy(signer: Signer, base: string, canon: 'relaxed' | 'simple', n: number): Promise<string> {
@@ -92,11 +91,11 @@ async function signedBy(signer: Signer, base: string, canon: 'relaxed' | 'simple
     case 'ours':
       return signMessage(Buffer.from(base, 'latin1'), [{ domain: D, selector: 'sel', key, algorithm: 'rsa-sha256', canonicalization: { header: canon, body: canon } }], now).join('') + base;
     case 'Mail::DKIM':
-      return peerField(await mailDkimSign(file, keyFile, D, 'sel', pair)) + base;
+      return asHeaderField(await mailDkimSign(file, keyFile, D, 'sel', pair)) + base;
     case 'dkimpy':
-      return peerField(await dkimpySign(file, keyFile, D, 'sel', pair, 'rsa-sha256')) + base;
+      return asHeaderField(await dkimpySign(file, keyFile, D, 'sel', pair, 'rsa-sha256')) + base;
     case 'OpenDKIM':
-      return peerField(await openDkimSign(file, dir, keyFile, D, 'sel', pair)) + base;
+      return asHeaderField(await openDkimSign(file, dir, keyFile, D, 'sel', pair)) + base;
   }
 }
 

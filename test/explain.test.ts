@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { formatKeyRecord, generateSigningKey, parsePrivateKey, signMessage, type SignRequest, type SigningKey } from '../src/dkim/index.js';
 import { cli } from './helpers/cli.js';
 import { startDnsmasq, startSilentDns, type TestDns } from './helpers/dns-server.js';
-import { dkimpySign, mailDkimSign, openDkimSign } from './helpers/peers.js';
+import { asHeaderField, dkimpySign, mailDkimSign, openDkimSign } from './helpers/peers.js';
 
 const D = 'example.com';
 const MESSAGE = 'From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: Lunch\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <explain@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSee you at noon.\r\n';
@@ -132,7 +132,7 @@ describe('dkim-proxy explain', () => {
       await mailDkimSign(file, sel, D, 'sel', 'relaxed'),
       await dkimpySign(file, sel, D, 'sel', 'relaxed/relaxed', 'rsa-sha256'),
       await openDkimSign(file, dir, sel, D, 'sel', 'relaxed/relaxed'),
-    ].map((field) => Buffer.concat([Buffer.from(field.replace(/\r?\n/g, '\r\n').replace(/(\r\n)*$/, '\r\n'), 'latin1'), Buffer.from(MESSAGE, 'latin1')]));
+    ].map((field) => Buffer.concat([Buffer.from(asHeaderField(field), 'latin1'), Buffer.from(MESSAGE, 'latin1')]));
     for (const [k, m] of signed.entries()) {
       assert.equal((await explain(m)).rows[0]!.cause, 'ok', `peer ${k}`);
       assert.equal((await explain(footer(m))).rows[0]!.cause, 'body-changed', `peer ${k}`);

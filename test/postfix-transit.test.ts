@@ -156,7 +156,7 @@ describe('through a Postfix that downgrades 8-bit mail and breaks long lines', {
             : signer === 'dkimpy'
               ? await peers.dkimpySign(file, keyFile, D, 's1', 'relaxed/relaxed', 'rsa-sha256')
               : await peers.openDkimSign(file, dir, keyFile, D, 's1', 'relaxed/relaxed');
-        const signed = Buffer.concat([Buffer.from(field.replace(/\r?\n/g, '\r\n').replace(/(\r\n)*$/, '\r\n'), 'latin1'), message]);
+        const signed = Buffer.concat([Buffer.from(peers.asHeaderField(field), 'latin1'), message]);
         // Straight into Postfix: no dkim-proxy on this path.
         assert.equal((await send(smtpd, 'alice@example.com', ['x@example.org'], signed, ' BODY=8BITMIME')).data?.[0]?.code, 250);
         const got = await arrived(subject);

@@ -26,6 +26,7 @@ import { createHash } from 'node:crypto';
 import { corpus, largeEightBitMessage, type CorpusMessage } from './helpers/corpus.js';
 import { cli } from './helpers/cli.js';
 import { makeConfigDir } from './helpers/config-dir.js';
+import { statusKb } from './helpers/proc.js';
 import { startDaemon } from './helpers/daemon.js';
 import { send, startProxy } from './helpers/proxy.js';
 import { startSink, type Sink } from './helpers/sink.js';
@@ -354,9 +355,3 @@ describe('through the out listener', () => {
     }
   });
 });
-
-function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no ${field} in /proc/${pid}/status`);
-  return Number(m[1]);
-}

@@ -10,6 +10,7 @@
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import * as libbase64 from 'libbase64';
 import * as libqp from 'libqp';
+import { normalizeLineEnds } from '../../src/dkim/index.js';
 import { MESSAGES } from './messages.js';
 
 export interface CorpusMessage {
@@ -33,16 +34,6 @@ function prng(seed: number): () => number {
 type Rng = () => number;
 const pick = <T>(rng: Rng, items: readonly T[]): T => items[Math.floor(rng() * items.length)]!;
 const int = (rng: Rng, lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));
-
-/** Any LF without its CR gets one: the corpus is in wire form, as receipt makes every message. */
-function wire(octets: Buffer): Buffer {
-  const out: number[] = [];
-  for (let i = 0; i < octets.length; i++) {
-    if (octets[i] === 0x0a && (i === 0 || octets[i - 1] !== 0x0d)) out.push(0x0d);
-    out.push(octets[i]!);
-  }
-  return Buffer.from(out);
-}
 
 const WORDS = ['mail', 'proxy', 'signature', 'hop', 'relay', 'header', 'body', 'line', 'quoted', 'printable', 'From', '.', '=', 'end', 'a', 'the'];
 const UTF8_WORDS = ['Grüße', 'Köln', 'naïve', 'façade', '東京', 'Ελληνικά', 'русский', '🎉', 'déjà', 'smørrebrød'];
@@ -81,7 +72,7 @@ function content(rng: Rng, kind: ContentKind): Buffer {
     case 'nul':
       return Buffer.from(textLines(rng, WORDS, int(rng, 2, 10)).join('\r\n') + '\r\nnul\0here\r\n', 'latin1');
     case 'binary':
-      return wire(Buffer.from(Array.from({ length: int(rng, 0, 3000) }, () => int(rng, 0, 255))));
+      return normalizeLineEnds(Buffer.from(Array.from({ length: int(rng, 0, 3000) }, () => int(rng, 0, 255))));
     case 'flowed':
       return Buffer.from(['This paragraph is flowed, ', 'so its soft breaks end ', 'with a space. Grüße', '', '> quoted ', '> text'].join('\r\n') + '\r\n', 'utf8');
   }
@@ -190,7 +181,7 @@ async function composed(): Promise<CorpusMessage[]> {
   for (const [k, shape] of shapes.entries()) {
     const mail = new MailComposer({ from: 'alice@example.com', to: 'bob@example.net', subject: `composed ${k}`, messageId: `<c${k}@example.com>`, date: new Date('2026-12-01T12:00:00Z'), ...shape });
     const built = await new Promise<Buffer>((resolve, reject) => mail.compile().build((err, message) => (err ? reject(err) : resolve(message))));
-    out.push({ name: `composed ${k}`, message: wire(built) });
+    out.push({ name: `composed ${k}`, message: normalizeLineEnds(built) });
   }
   return out;
 }

@@ -54,6 +54,11 @@ export async function openDkimVerify(file: string, confDir: string, keysFile: st
   return results.length > 0 ? results : [{ file, result: 'none', detail: out }];
 }
 
+/** A signer's new DKIM-Signature as a header field to put on top: CRLF line ends, exactly one at its end. */
+export function asHeaderField(field: string): string {
+  return field.replace(/\r?\n/g, '\r\n').replace(/(\r\n)*$/, '\r\n');
+}
+
 export async function mailDkimSign(file: string, keyFile: string, domain: string, selector: string, canon: string): Promise<string> {
   const { stdout } = await run('perl', [PERL, 'sign', keyFile, domain, selector, canon, file], OPTS);
   return stdout;
