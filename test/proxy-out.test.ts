@@ -299,6 +299,41 @@ describe('out: the envelope at the next hop', () => {
     }
   });
 
+  it('answers a pipelined MAIL, RCPT, DATA in one write (RFC 2920 §3.1), and a refusal in the group at once, after what it held', async () => {
+    const hop = await startScriptedHop(['PIPELINING', 'CHUNKING'], (line) => (line.startsWith('RCPT TO:<NOBODY@') ? '550 5.1.1 No such user' : undefined));
+    const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${hop.port}"\n`);
+    const rc = await rawClient(p.port);
+    // What each read of the socket brought: one write of the proxy's arrives in one read on loopback.
+    const reads: string[] = [];
+    rc.socket.on('data', (d: string) => reads.push(d));
+    try {
+      assert.match((await rc.reply())[0]!, /^220 /);
+      rc.write('EHLO client.test\r\n');
+      assert.match((await rc.reply()).at(-1)!, /^250 /);
+      const before = reads.length;
+      rc.write('MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n');
+      const group = [await rc.reply(), await rc.reply(), await rc.reply()].map((r) => r[0]!.slice(0, 3));
+      assert.deepEqual(group, ['250', '250', '354']);
+      assert.equal(reads.length - before, 1, `the three replies in one write: ${JSON.stringify(reads.slice(before))}`);
+      rc.write(`${MESSAGE}.\r\n`);
+      assert.match((await rc.reply())[0]!, /^250 /);
+      assert.equal(hop.delivered(), 1);
+
+      // A refused recipient: its 550 goes at once, after the MAIL's 250 that waited for it, and DATA is refused without the proxy's 354.
+      rc.write('MAIL FROM:<alice@example.com>\r\nRCPT TO:<nobody@example.net>\r\nDATA\r\n');
+      const refused = [await rc.reply(), await rc.reply(), await rc.reply()].map((r) => r[0]!);
+      assert.deepEqual(refused.slice(0, 2).map((r) => r.slice(0, 3)), ['250', '550']);
+      assert.match(refused[2]!, /^5\d\d /, 'DATA with no recipient is refused');
+      assert.match(refused[1]!, /5\.1\.1 No such user/);
+      assert.deepEqual(rc.malformed, []);
+      assert.equal(hop.delivered(), 1);
+    } finally {
+      rc.socket.destroy();
+      await p.stop();
+      await hop.stop();
+    }
+  });
+
   it('sends the envelope one command at a time to a next hop without PIPELINING, and no RCPT after a refused MAIL', async () => {
     const hop = await startScriptedHop(['8BITMIME'], (line) => (line.startsWith('MAIL FROM:<BLOCKED@') ? '550 5.7.1 Sender blocked here' : undefined));
     const p = await startProxy('out', `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${hop.port}"\n`);

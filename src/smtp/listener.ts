@@ -13,6 +13,7 @@
  *   smtpd_per_request_deadline): a client owes each command within
  *   `command_timeout` and the whole message within `data_timeout`, however
  *   often it sends a byte. The clock stops while the client waits for us.
+ * - Pipelined replies sent as a unit (RFC 2920 §3.1), see reply-batching.ts.
  * - The PROXY protocol, versions 1 and 2, from the load balancers listed in
  *   `proxy_protocol_from` (smtp-server reads version 1 only): the header is
  *   read before the greeting, and its client is the session's address.
@@ -21,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { parseProxyHeader } from './proxy-protocol.js';
+import { batchReplies } from './reply-batching.js';
 
 type Connection = SMTPServer['connections'] extends Set<infer C> ? C : never;
 
@@ -169,8 +171,11 @@ export class GuardedServer extends SMTPServer {
     });
 
     const send = conn.send.bind(conn);
+    const batch = batchReplies(conn);
     conn.send = (code, data, context) => {
       const text = Array.isArray(data) ? data[0] : data;
+      // A reply in a pipelined group waits for the group's last (RFC 2920 §3.1); any other sends what waits first.
+      batch.hold(code);
       send(code, data, typeof text === 'string' && STARTS_WITH_CODE.test(text) ? false : context);
       if (code === 421) return;
       // A reply was sent (which ends any wait of the client's for us): it owes the next command, or after 354 the message.
