@@ -1,6 +1,7 @@
 /** The root logger: pino JSON lines on stdout, or pino-pretty for a person at a terminal; never key material. */
 import { pino, type Logger } from 'pino';
 import pinoPretty from 'pino-pretty';
+import { TurnBufferedOutput } from './log-output.js';
 
 export type LogFormat = 'auto' | 'json' | 'pretty';
 
@@ -21,12 +22,11 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream,
     // On stdout, pino-pretty decides on colour itself (a TTY, NO_COLOR, FORCE_COLOR); never into another stream.
     return pino(options, pinoPretty({ destination: destination ?? 1, ...(destination ? { colorize: false } : {}), translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true }));
   }
-  // Synchronous, pino's default. An asynchronous write goes through libuv's
-  // thread pool, where it queues behind the RSA signatures and costs a
-  // hand-over and a wake-up per line: measured on one core, synchronous lines
-  // cost 3% less CPU per message at 500 msg/s and carried up to 9% more
-  // at saturation (a noisy figure). Callers still flush at shutdown.
-  return pino(options, destination ?? pino.destination({ dest: 1, sync: true }));
+  // Synchronous, as pino's default is, but one write per turn of the event
+  // loop rather than per line (log-output.ts). An asynchronous write goes
+  // through libuv's thread pool, where it queues behind the RSA signatures
+  // and costs a hand-over and a wake-up per line.
+  return pino(options, destination ?? new TurnBufferedOutput(1));
 }
 
 /**
