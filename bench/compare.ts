@@ -11,7 +11,10 @@
  *   offered to each, default 600), COMPARE_REPS (5), COMPARE_SECONDS (4),
  *   COMPARE_SIZE (bytes, 2048), COMPARE_SIGN (1: RSA-2048 signing; 0: pass-through),
  *   COMPARE_KIND (out: signing, default; in: verifying a message signed with
- *   RSA-2048, its key served by dnsmasq on loopback and cached by the proxy).
+ *   RSA-2048, its key served by dnsmasq on loopback and cached by the proxy),
+ *   COMPARE_LIKE_FOR_LIKE (1: B runs without what came after the message
+ *   pipeline: out with self_check off and transport_encoding = "preserve",
+ *   in with checks = ["dkim"]; A's config has no such keys).
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +37,7 @@ const seconds = Number(process.env['COMPARE_SECONDS'] ?? 4);
 const plain = message(Number(process.env['COMPARE_SIZE'] ?? 2048));
 const signing = process.env['COMPARE_SIGN'] !== '0';
 const kind = process.env['COMPARE_KIND'] === 'in' ? 'in' : 'out';
+const likeForLike = process.env['COMPARE_LIKE_FOR_LIKE'] === '1';
 
 const dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-compare-'));
 const children: ChildProcess[] = [];
@@ -54,9 +58,14 @@ try {
     body = Buffer.concat([Buffer.from(signMessage(plain, [request], Math.floor(Date.now() / 1000)).join(''), 'latin1'), plain]);
     writeFileSync(config, `workers = 1\n[in]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\nauthserv_id = "bench.test"\n[dns]\nservers = ["${dns.server}"]\n`);
   }
+  // Like for like: B with the features that came after A switched off, so that the path itself is compared, not what it now does more.
+  const configB = join(dir, 'proxy-b.toml');
+  const text = readFileSync(config, 'utf8');
+  const later = kind === 'out' ? text.replace('[out]\n', '[out]\ntransport_encoding = "preserve"\n') + '[signing]\nself_check = false\n' : text.replace('[in]\n', '[in]\nchecks = ["dkim"]\n');
+  writeFileSync(configB, likeForLike ? later : text);
   const proxies = [];
-  for (const dist of [distA, distB]) {
-    const { child, port } = await startDaemon(pin(0, [process.execPath, join(resolve(dist), 'src/cli/main.js'), 'run', '--config', config, '--log-level', 'info']), dir);
+  for (const [dist, file] of [[distA, config], [distB, configB]] as const) {
+    const { child, port } = await startDaemon(pin(0, [process.execPath, join(resolve(dist), 'src/cli/main.js'), 'run', '--config', file, '--log-level', 'info']), dir);
     children.push(child);
     proxies.push({ port, pid: child.pid! });
   }
