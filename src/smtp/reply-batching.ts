@@ -28,8 +28,8 @@ interface ConnectionInternals {
 const HELD = new Set([250, 354]);
 
 export interface ReplyBatch {
-  /** Whether a reply with this code may wait for the rest of its group; false flushes what is held. */
-  hold(code: number): boolean;
+  /** Called before each reply: a 250 or 354 amid a group's input waits with the rest; any other sends what waits. */
+  hold(code: number): void;
 }
 
 /** Wraps the connection's parsers (the one now, and STARTTLS's new one) so that `hold` knows when input is being worked through. */
@@ -78,10 +78,9 @@ export function batchReplies(connection: object): ReplyBatch {
           corked = c._socket;
           corked.cork();
         }
-        return true;
+        return;
       }
       release();
-      return false;
     },
   };
 }
