@@ -26,6 +26,11 @@ const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
 // RFC 6376 §3.2 VALCHAR: %x21-3A / %x3C-7E (printable ASCII except ";").
 const isValChar = (c: number): boolean => (c >= 0x21 && c <= 0x3a) || (c >= 0x3c && c <= 0x7e);
 
+// A value's characters and FWS (WSP, or CRLF followed by WSP), as the loop in parseTagList accepts them.
+const VALUE_RUN = /(?:[\x21-\x3a\x3c-\x7e\x80-\uffff \t]+|\r\n[ \t])*/y;
+// No value character is one of these, so trailing ones are FWS.
+const isFwsChar = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
+
 /** Skips FWS: WSP runs and CRLF followed by WSP (a folded line). */
 function skipFws(s: string, i: number): number {
   for (;;) {
@@ -76,6 +81,24 @@ export function parseTagList(s: string): TagListResult {
     }
     i++;
     const valueStart = i;
+    // The common case in one native scan: a value of VALCHARs, octets >= 0x80
+    // and FWS up to the next ";" or the end. What stops it anywhere else is
+    // an error, which the loop below finds and names.
+    VALUE_RUN.lastIndex = i;
+    VALUE_RUN.test(s);
+    const runEnd = VALUE_RUN.lastIndex;
+    if (runEnd >= n || s.charCodeAt(runEnd) === 0x3b) {
+      const textStart = skipFws(s, i);
+      let textEnd = runEnd;
+      while (textEnd > textStart && isFwsChar(s.charCodeAt(textEnd - 1))) textEnd--;
+      i = runEnd;
+      if (tags.has(name)) return { ok: false, tag: name, message: `tag "${name}" appears more than once` };
+      tags.set(name, { name, value: s.slice(textStart, textEnd), valueStart, valueEnd: i });
+      if (i < n) i++;
+      else break;
+      if (skipFws(s, i) >= n) break;
+      continue;
+    }
     i = skipFws(s, i);
     const textStart = i;
     let textEnd = i;
