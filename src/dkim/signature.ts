@@ -96,14 +96,17 @@ export function parseSignature(field: HeaderField, kind: SignatureKind = 'dkim')
   if (!parsed.ok) return { ok: false, info: {}, tag: parsed.tag, message: parsed.message };
   const tags = parsed.tags;
   const get = (name: string): string | undefined => tags.get(name)?.value;
-  const info: PartialSignatureInfo = {
-    ...optional('d', get('d')),
-    ...optional('s', get('s')),
-    ...optional('a', get('a')),
-    ...optional('i', get('i')),
-    ...optional('bText', tags.has('b') ? stripFws(tags.get('b')!.value) : undefined),
+  // What was readable, for the A-R of a broken signature: only a broken one needs it.
+  const bad = (tag: string | null, message: string): SignatureParseResult => {
+    const info: PartialSignatureInfo = {
+      ...optional('d', get('d')),
+      ...optional('s', get('s')),
+      ...optional('a', get('a')),
+      ...optional('i', get('i')),
+      ...optional('bText', tags.has('b') ? stripFws(tags.get('b')!.value) : undefined),
+    };
+    return { ok: false, info, tag, message };
   };
-  const bad = (tag: string | null, message: string): SignatureParseResult => ({ ok: false, info, tag, message });
 
   for (const required of kind === 'dkim' ? ['v', 'a', 'b', 'bh', 'd', 'h', 's'] : ['i', 'a', 'b', 'bh', 'd', 'h', 's']) {
     if (!tags.has(required)) return bad(required, `required tag "${required}" is missing`);
