@@ -11,6 +11,9 @@
  * one RSA-2048 signature on the same core: what the path costs beyond the
  * signature.
  *
+ * BEFORE_AFTER_RUNS (default 4) runs a cell; BEFORE_AFTER_ONLY=TEXT keeps the
+ * cells whose name holds TEXT (and the A/A cell).
+ *
  * The earlier build is made in a git worktree under the temp directory
  * (node_modules linked to this one's), so this needs the repository's history.
  */
@@ -86,7 +89,9 @@ const cells = [
 // within a run. So each cell is several runs, alternating which build starts
 // first, and the figure is the median over runs.
 const runs = Number(process.env['BEFORE_AFTER_RUNS'] ?? 4);
-for (const [name, a, b, env] of cells) {
+// BEFORE_AFTER_ONLY="like for like": only the cells whose name holds it, and the A/A cell to judge them by.
+const only = process.env['BEFORE_AFTER_ONLY'];
+for (const [name, a, b, env] of cells.filter(([name], k) => only === undefined || k === 0 || name.includes(only))) {
   const ratios: number[] = [];
   for (let k = 0; k < runs; k++) {
     const settings = { COMPARE_REPS: process.env['COMPARE_REPS'] ?? '3', COMPARE_SECONDS: process.env['COMPARE_SECONDS'] ?? '3', ...env };

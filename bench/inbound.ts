@@ -7,7 +7,9 @@
  *   - in, DKIM only (checks = ["dkim"]), keys cached;
  *   - in, all checks, warm: every answer cached;
  *   - in, all checks, cold: cache_ttl = 0, every lookup goes to dnsmasq;
- *   - mailauth authenticate() (smtp-server in, our relay out), every lookup to dnsmasq.
+ *   - mailauth authenticate() (smtp-server in, our relay out), every lookup to dnsmasq;
+ *   - for scale, `in` with no checks, and that baseline harness with no checks:
+ *     what the listener, the relay and the log cost before any check runs.
  * Ratios are what counts: the machine's speed drifts between runs. Each row
  * is measured at its steady state (bench/harness.ts `settle`), and its first
  * 2 s are shown beside it.
@@ -53,8 +55,8 @@ try {
     writeFileSync(file, `workers = 1\n[in]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${sinkPort}"\nmax_connections = 1000\nmax_connections_per_client = 1000\nauthserv_id = "bench.test"\n${inExtra}\n[dns]\nservers = ["${dns.server}"]\n${dnsExtra}\n`);
     return startDaemon(pin(0, [process.execPath, join(ROOT, 'dist/src/cli/main.js'), 'run', '--config', file, '--log-level', 'info']), dir);
   };
-  const mailauth = async (): Promise<{ child: ChildProcess; port: number }> => {
-    const child = start(pin(0, [process.execPath, join(ROOT, 'dist/bench/baseline-proxy.js'), 'authenticate', 'ours', String(sinkPort)]));
+  const baseline = async (mode: 'authenticate' | 'none'): Promise<{ child: ChildProcess; port: number }> => {
+    const child = start(pin(0, [process.execPath, join(ROOT, 'dist/bench/baseline-proxy.js'), mode, 'ours', String(sinkPort)]));
     return { child, port: Number(await firstLine(child, (l) => /^\d+$/.test(l))) };
   };
   process.env['BENCH_DNS'] = dns.server;
@@ -63,7 +65,10 @@ try {
     { name: 'in, DKIM only', body, start: () => ours('dkim', 'checks = ["dkim"]', '') },
     { name: 'in, all checks (SPF+DKIM+DMARC+ARC), warm', body, start: () => ours('warm', '', '') },
     { name: 'in, all checks, cold (every lookup to DNS)', body, start: () => ours('cold', '', 'cache_ttl = 0\nnegative_ttl = 0') },
-    { name: 'mailauth authenticate() baseline', body, start: mailauth },
+    { name: 'mailauth authenticate() baseline', body, start: () => baseline('authenticate') },
+    // Where the floor is: our listener and relay with no check at all, and the bare baseline harness.
+    { name: 'in, no checks (checks = [])', body, start: () => ours('none', 'checks = []', '') },
+    { name: 'pass-through harness, no checks', body, start: () => baseline('none') },
   ];
   const results = await runRows(rows, rounds, seconds, children);
   const base = median(results.get(rows[0]!.name)!.rate);
@@ -82,6 +87,11 @@ try {
   const met = (ok: boolean): string => (ok ? 'met' : 'NOT met');
   const [vsDkim, vsMailauth, p99] = [median(warm.rate) / base, median(warm.rate) / ma, median(warm.p99)];
   console.log(`\n#14's goals, all checks warm: at least 80% of DKIM-only: ${(vsDkim * 100).toFixed(0)}%, ${met(vsDkim >= 0.8)}; at least 3x mailauth: ${vsMailauth.toFixed(2)}x, ${met(vsMailauth >= 3)}; p99 under 50 ms: ${p99.toFixed(1)} ms, ${met(p99 < 50)}`);
+  const none = median(results.get(rows[4]!.name)!.cpu);
+  const harness = median(results.get(rows[5]!.name)!.cpu);
+  console.log(
+    `3x mailauth would need ${(median(results.get(rows[3]!.name)!.cpu) / 3).toFixed(3)} ms CPU per message for all checks; \`in\` with no checks costs ${none.toFixed(3)}, the bare harness ${harness.toFixed(3)}, so the checks' share would be ${(median(results.get(rows[3]!.name)!.cpu) / 3 - none).toFixed(3)} (now ${(median(warm.cpu) - none).toFixed(3)}).`,
+  );
   console.log('\nEach proxy is measured once its CPU per message has settled (two 2-s steps within 5%); the last columns show its first 2 s after start, while the JIT compiler was still at work.');
 } finally {
   for (const c of children) c.kill('SIGTERM');
