@@ -191,7 +191,7 @@ export function checkHeaderSignature(
   if (good.keyType === 'rsa' && (good.bits ?? 0) < MIN_RSA_BITS && !options.allowShortKeys) {
     return { result: 'policy', reason: 'RSA key shorter than 1024 bits (RFC 8301)', sig: info, testing: good.testing, detail: `${good.bits} bits`, ...unsigned };
   }
-  return { result: 'pass', sig: info, testing: good.testing, ...unsigned };
+  return Object.assign({ result: 'pass' as const, sig: info, testing: good.testing }, unsigned);
 }
 
 /**

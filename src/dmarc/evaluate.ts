@@ -106,11 +106,11 @@ export function evaluateDmarc(discovery: Discovery, ids: Identifiers, random: ()
   const base = { domain, policy, aligned: { dkim, spf }, recordAt: discovery.at, pct: record.pct };
   if (dkim !== null || spf !== null) {
     const by = [dkim !== null ? `DKIM d=${dkim}` : '', spf !== null ? `SPF ${spf}` : ''].filter((s) => s !== '').join(' and ');
-    return { ...base, result: 'pass', disposition: 'none', reason: `aligned ${by}` };
+    return Object.assign({}, base, { result: 'pass' as const, disposition: 'none' as const, reason: `aligned ${by}` });
   }
   const sampled = record.pct >= 100 || random() * 100 < record.pct;
   const disposition = sampled ? policy : LESS[policy];
   const mode = (m: 'r' | 's'): string => (m === 's' ? 'strict' : 'relaxed');
   const reason = `no ${mode(record.adkim)}ly aligned DKIM pass and no ${mode(record.aspf)}ly aligned SPF pass for ${domain}${sampled ? '' : ` (not sampled by pct=${record.pct})`}`;
-  return { ...base, result: 'fail', disposition, reason };
+  return Object.assign({}, base, { result: 'fail' as const, disposition, reason });
 }

@@ -129,11 +129,11 @@ export class SigningProcessor implements MessageProcessor<SigningReport> {
         const extra = sealed ? { sealed } : {};
         if (signer === undefined) {
           this.metrics.signing(domain, 'unsigned', []);
-          return { prepend: Buffer.from(prepend, 'latin1'), headerBlock: head.block, report: { kind: 'unsigned', authorDomain: domain, reason: unsignedReason ?? 'not signed', ...extra } };
+          return { prepend: Buffer.from(prepend, 'latin1'), headerBlock: head.block, report: Object.assign({ kind: 'unsigned' as const, authorDomain: domain, reason: unsignedReason ?? 'not signed' }, extra) };
         }
         this.metrics.signing(signers[0]!.domain, 'signed', signers);
         const signatures = signers.map((x) => ({ d: x.domain, s: x.selector, a: x.algorithm }));
-        return { prepend: Buffer.from(prepend, 'latin1'), headerBlock: head.block, report: { kind: 'signed', authorDomain: domain, signatures, notes: plan.kind === 'sign' ? plan.notes : [], ...extra } };
+        return { prepend: Buffer.from(prepend, 'latin1'), headerBlock: head.block, report: Object.assign({ kind: 'signed' as const, authorDomain: domain, signatures, notes: plan.kind === 'sign' ? plan.notes : [] }, extra) };
       },
     };
   }
@@ -141,9 +141,9 @@ export class SigningProcessor implements MessageProcessor<SigningReport> {
   logFields(report: SigningReport): Record<string, unknown> {
     switch (report.kind) {
       case 'signed':
-        return { authorDomain: report.authorDomain, signatures: report.signatures, ...(report.sealed ? { arcSealed: report.sealed } : {}) };
+        return Object.assign({ authorDomain: report.authorDomain, signatures: report.signatures }, report.sealed ? { arcSealed: report.sealed } : {});
       case 'unsigned':
-        return { authorDomain: report.authorDomain, unsigned: report.reason, ...(report.sealed ? { arcSealed: report.sealed } : {}) };
+        return Object.assign({ authorDomain: report.authorDomain, unsigned: report.reason }, report.sealed ? { arcSealed: report.sealed } : {});
     }
   }
 }

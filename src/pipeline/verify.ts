@@ -43,7 +43,8 @@ import { authorDomain } from '../policy/author.js';
 import { PolicyReply } from '../smtp/replies.js';
 import { checkSpf, type SpfOutcome } from '../spf/evaluate.js';
 import { receivedSpfField, spfResinfo, type MailfromForm } from '../spf/header.js';
-import type { Envelope, MessageHead, MessageProcessor, MessageRun } from './message.js';
+import type { Envelope, MessageHead, MessageProcessor, MessageRun, Processed } from './message.js';
+import type { Writable } from '../util/objects.js';
 
 export interface VerifySettings {
   readonly authservId: string;
@@ -314,38 +315,46 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport, Early
           if (seal.ok) prepend = seal.fields.join('') + prepend;
           sealed = seal.ok ? { instance: seal.instance, cv: seal.cv } : { refused: seal.reason };
         }
-        return {
-          prepend: Buffer.from(prepend, 'latin1'),
-          headerBlock,
-          report: { ...results, forgedRemoved: stripped.removed, authenticationResults, verdict, ...(sealed ? { sealed } : {}) },
-          ...(refusal ? { refusal } : {}),
-        };
+        const report: Writable<InboundReport> = { dkim: results.dkim, spf: results.spf, dmarc: results.dmarc, arc: results.arc, forgedRemoved: stripped.removed, authenticationResults, verdict };
+        if (sealed) report.sealed = sealed;
+        const processed: Writable<Processed<InboundReport>> = { prepend: Buffer.from(prepend, 'latin1'), headerBlock, report };
+        if (refusal) processed.refusal = refusal;
+        return processed;
       },
     };
   }
 
   logFields(report: InboundReport): Record<string, unknown> {
-    const { dkim, spf, dmarc } = report;
-    return {
-      ...(dkim
-        ? {
-            results: dkim.outcomes.map((o) => {
-              const v = viewOutcome(o);
-              const entry: Record<string, string | undefined> = { result: v.result, d: v.sig.d, s: v.sig.s, a: v.sig.a };
-              if (v.reason !== undefined) entry['reason'] = v.reason;
-              const cause = causeOf(o);
-              if (cause !== 'ok') entry['cause'] = cause;
-              return entry;
-            }),
-          }
-        : {}),
-      ...(dkim && dkim.skipped > 0 ? { signaturesNotChecked: dkim.skipped } : {}),
-      ...(spf ? { spf: { result: spf.result, identity: spf.identity, sender: spf.sender, reason: spf.reason } } : {}),
-      ...(dmarc ? { dmarc: { result: dmarc.result, domain: dmarc.domain, policy: dmarc.policy, disposition: dmarc.disposition, reason: dmarc.reason, ...(dmarc.override ? { override: dmarc.override.type, overrideBy: dmarc.override.sealer } : {}) } } : {}),
-      ...(report.arc && report.arc.result !== 'none' ? { arc: { result: report.arc.result, instance: report.arc.instance, oldestPass: report.arc.oldestPass, sealer: report.arc.sealer?.d, reason: report.arc.reason } } : {}),
-      ...(report.sealed ? { arcSealed: report.sealed } : {}),
-      ...(report.verdict.action !== 'accept' ? { verdict: report.verdict.action, verdictReason: report.verdict.reason } : {}),
-      ...(report.forgedRemoved > 0 ? { forgedResultsRemoved: report.forgedRemoved } : {}),
-    };
+    const { dkim, spf, dmarc, arc } = report;
+    // Built property by property, in the order the README's table lists them (util/objects.ts says why).
+    const fields: Record<string, unknown> = {};
+    if (dkim) {
+      fields['results'] = dkim.outcomes.map((o) => {
+        const v = viewOutcome(o);
+        const entry: Record<string, string | undefined> = { result: v.result, d: v.sig.d, s: v.sig.s, a: v.sig.a };
+        if (v.reason !== undefined) entry['reason'] = v.reason;
+        const cause = causeOf(o);
+        if (cause !== 'ok') entry['cause'] = cause;
+        return entry;
+      });
+      if (dkim.skipped > 0) fields['signaturesNotChecked'] = dkim.skipped;
+    }
+    if (spf) fields['spf'] = { result: spf.result, identity: spf.identity, sender: spf.sender, reason: spf.reason };
+    if (dmarc) {
+      const entry: Record<string, unknown> = { result: dmarc.result, domain: dmarc.domain, policy: dmarc.policy, disposition: dmarc.disposition, reason: dmarc.reason };
+      if (dmarc.override) {
+        entry['override'] = dmarc.override.type;
+        entry['overrideBy'] = dmarc.override.sealer;
+      }
+      fields['dmarc'] = entry;
+    }
+    if (arc && arc.result !== 'none') fields['arc'] = { result: arc.result, instance: arc.instance, oldestPass: arc.oldestPass, sealer: arc.sealer?.d, reason: arc.reason };
+    if (report.sealed) fields['arcSealed'] = report.sealed;
+    if (report.verdict.action !== 'accept') {
+      fields['verdict'] = report.verdict.action;
+      fields['verdictReason'] = report.verdict.reason;
+    }
+    if (report.forgedRemoved > 0) fields['forgedResultsRemoved'] = report.forgedRemoved;
+    return fields;
   }
 }

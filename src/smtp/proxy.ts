@@ -27,7 +27,8 @@ import { bodyToSend, scanning, type ScanningRun } from '../pipeline/transport.js
 import { VerifyingProcessor, type VerifySettings } from '../pipeline/verify.js';
 import { isPositive, NextHop, RelayError, replyText, type Reply } from '../relay/client.js';
 import { GuardedServer, type GuardLimits } from './listener.js';
-import { receive } from './receive.js';
+import { receive, type ReceiveOptions } from './receive.js';
+import type { Writable } from '../util/objects.js';
 import { acceptedText, fromReply, replies, ReplyError, toReply } from './replies.js';
 
 export type ProxyKind = 'out' | 'in';
@@ -130,15 +131,16 @@ function envelopeOf(session: SMTPServerSession): Envelope {
   const xf = forwardedAttributes(session);
   const addr = xf.get('ADDR');
   const helo = xf.get('HELO');
-  return {
+  const envelope: Writable<Envelope> = {
     clientAddress: addr !== undefined && addr !== '[UNAVAILABLE]' ? addr.replace(/^IPV6:/i, '') : session.remoteAddress,
-    ...(addr === '[UNAVAILABLE]' ? { clientAddressUnavailable: true } : {}),
     // The original client's HELO: XFORWARD's when it sent one ([UNAVAILABLE]: none), else this session's own.
     helo: helo !== undefined ? (helo !== '[UNAVAILABLE]' ? helo : undefined) : session.hostNameAppearsAs || undefined,
     mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
     rcptTo: session.envelope.rcptTo.map((r) => r.address),
-    ...(session.user ? { user: session.user as unknown as SessionUser } : {}),
   };
+  if (addr === '[UNAVAILABLE]') envelope.clientAddressUnavailable = true;
+  if (session.user) envelope.user = session.user as unknown as SessionUser;
+  return envelope;
 }
 
 export interface ProxyServer {
@@ -434,17 +436,18 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
     // `out` with transport_encoding = "7bit": the body is scanned as it is signed, in case it needs converting.
     const sevenBit = kind === 'out' && deps.config().out?.transportEncoding === '7bit';
 
-    const received = await receive(stream, {
+    const limits: Writable<ReceiveOptions<ScanningRun<R> | MessageRun<R>>> = {
       maxHeaderBytes: l.maxHeaderBytes,
       maxHeaderFields: l.maxHeaderFields,
       maxMessageBytes: l.maxMessageBytes,
       spoolThresholdBytes: l.spoolThresholdBytes,
-      ...(l.spoolDir !== undefined ? { spoolDir: l.spoolDir } : {}),
       onHeaders: async (head): Promise<ScanningRun<R> | MessageRun<R>> => {
         const run = await processor.start(head, envelope, early);
         return sevenBit ? scanning(run, head) : run;
       },
-    }).catch(async (err: unknown) => {
+    };
+    if (l.spoolDir !== undefined) limits.spoolDir = l.spoolDir;
+    const received = await receive(stream, limits).catch(async (err: unknown) => {
       await abandon(s);
       throw err;
     });
@@ -452,7 +455,7 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
     size.bytes = received.bytes;
     if (received.kind !== 'ok') {
       await abandon(s);
-      messageLog.info({ ...logBase, bytes: received.bytes, refused: received.kind }, 'message refused');
+      messageLog.info(Object.assign({}, logBase, { bytes: received.bytes, refused: received.kind }), 'message refused');
       switch (received.kind) {
         case 'too-large':
           throw replies.messageTooLarge(l.maxMessageBytes);
@@ -465,20 +468,20 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
 
     const messageId = received.head.fields.find((f) => f.key === 'message-id');
     const idField = messageId ? { messageId: messageId.raw.slice(messageId.raw.indexOf(':') + 1).trim() } : {};
-    let logFields: Record<string, unknown> = idField;
+    const logFields: Record<string, unknown> = Object.assign({}, idField);
     let spool = received.spool;
     try {
       // transport_encoding = "7bit": the converted message, when the scan found it needed converting.
       const send = await bodyToSend(received.head, { run: received.handler, spool }, (head) => processor.start(head, envelope, early), { thresholdBytes: l.spoolThresholdBytes, dir: l.spoolDir }, (c) => metrics.reencoded(c.to, c.why));
-      if (send.failed) messageLog.warn({ ...logBase, ...idField, because: send.failed.because, err: send.failed.error }, 'could not convert to 7-bit: signed and relayed as it came');
+      if (send.failed) messageLog.warn(Object.assign({}, logBase, idField, { because: send.failed.because, err: send.failed.error }), 'could not convert to 7-bit: signed and relayed as it came');
       spool = send.spool;
       const run = send.run;
-      logFields = { ...logFields, ...send.log };
+      Object.assign(logFields, send.log);
       const processed = await run.finish();
-      logFields = { ...logFields, ...processor.logFields(processed.report) };
+      Object.assign(logFields, processor.logFields(processed.report));
       if (processed.refusal) {
         await abandon(s);
-        messageLog.info({ ...logBase, ...logFields, bytes: received.bytes, refused: processed.refusal.text }, 'message refused');
+        messageLog.info(Object.assign({}, logBase, logFields, { bytes: received.bytes, refused: processed.refusal.text }), 'message refused');
         throw processed.refusal;
       }
       const hop = s.hop;
@@ -503,7 +506,7 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       s.open = false;
       for (const r of relayed) metrics.relay(kind, r.code);
       const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
-      messageLog.info({ ...logBase, ...logFields, bytes: received.bytes, relay: relayed.map((r) => `${r.code} ${replyText(r)}`), latencyMs: Math.round(latencyMs * 10) / 10 }, 'message relayed');
+      messageLog.info(Object.assign({}, logBase, logFields, { bytes: received.bytes, relay: relayed.map((r) => `${r.code} ${replyText(r)}`), latencyMs: Math.round(latencyMs * 10) / 10 }), 'message relayed');
       if (l.protocol === 'lmtp') {
         // An LMTP next hop answers for each recipient, in order; an SMTP one once, for all.
         return session.envelope.rcptTo.map((rcpt, k) => {
@@ -516,7 +519,7 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       if (!isPositive(reply)) throw fromReply(reply);
       return acceptedText(reply);
     } catch (err) {
-      messageLog.warn({ ...logBase, ...logFields, bytes: received.bytes, err: err instanceof Error ? err.message : String(err) }, 'message not relayed');
+      messageLog.warn(Object.assign({}, logBase, logFields, { bytes: received.bytes, err: err instanceof Error ? err.message : String(err) }), 'message not relayed');
       throw err;
     } finally {
       await spool.dispose();

@@ -312,7 +312,7 @@ export async function checkSpf(query: SpfQuery, dns: SpfDns): Promise<SpfOutcome
 
   try {
     const r = await evaluate(domain, 0);
-    return { ...base, ...r };
+    return Object.assign({}, base, r);
   } catch (err) {
     if (err instanceof Stop) return { ...base, result: err.result, mechanism: undefined, explanation: undefined, reason: err.message };
     throw err;
