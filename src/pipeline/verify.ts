@@ -326,7 +326,7 @@ export class VerifyingProcessor implements MessageProcessor<InboundReport, Early
 
   logFields(report: InboundReport): Record<string, unknown> {
     const { dkim, spf, dmarc, arc } = report;
-    // Built property by property, in the order the README's table lists them (util/objects.ts says why).
+    // Built property by property, in the order they have always had (util/objects.ts says why).
     const fields: Record<string, unknown> = {};
     if (dkim) {
       fields['results'] = dkim.outcomes.map((o) => {
