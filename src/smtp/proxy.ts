@@ -28,8 +28,8 @@ import { VerifyingProcessor, type VerifySettings } from '../pipeline/verify.js';
 import { isPositive, NextHop, RelayError, replyText, type Reply } from '../relay/client.js';
 import { GuardedServer, type GuardLimits } from './listener.js';
 import { receive, type ReceiveOptions } from './receive.js';
-import type { Writable } from '../util/objects.js';
 import { acceptedText, fromReply, replies, ReplyError, toReply } from './replies.js';
+import type { Writable } from '../util/objects.js';
 
 export type ProxyKind = 'out' | 'in';
 
