@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
 import { parseHeaderBlock, type HeaderField } from '../dkim/index.js';
-import { authorDomain, mailboxes } from './author.js';
+import { domainToASCII } from 'node:url';
+import { asciiDomain, authorDomain, mailboxes } from './author.js';
 
 const domain = (headers: string): string => {
   const r = authorDomain(parseHeaderBlock(Buffer.from(headers, 'utf8').toString('latin1')));
@@ -73,5 +74,28 @@ describe('author mailbox fast path', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+});
+
+describe('A-label fast path', () => {
+  it('gives what domainToASCII gives, for any name of LDH pieces, dots, numbers and A-label prefixes', () => {
+    const piece = fc.oneof(
+      fc.stringMatching(/^[a-z0-9-]{1,5}$/),
+      fc.constantFrom('.', '..', '-', 'xn--', 'xn--bcher-kva', 'xn--abc', '0x', '0x7f', '123', '1', 'X', 'é', '_', 'a'),
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { minLength: 1, maxLength: 8 }), (parts) => {
+        const name = parts.join('');
+        assert.equal(asciiDomain(name), domainToASCII(name), JSON.stringify(name));
+      }),
+      { numRuns: 20000 },
+    );
+  });
+
+  it('leaves numeric last labels and A-labels to the WHATWG parser', () => {
+    assert.equal(asciiDomain('0x7f.1'), '127.0.0.1');
+    assert.equal(asciiDomain('example.123'), '');
+    assert.equal(asciiDomain('xn--abc.example'), '');
+    assert.equal(asciiDomain('mail.example.com'), 'mail.example.com');
   });
 });

@@ -32,12 +32,26 @@ export function mailboxes(field: HeaderField): string[] {
     .filter((a) => a !== '');
 }
 
+/**
+ * Names that domainToASCII returns as they are: lower-case letter-digit-hyphen
+ * labels, none an A-label (`xn--` must decode), the last starting with a
+ * letter (a last label that is a number, `123` or `0x7f`, makes the WHATWG
+ * parser read the name as an IPv4 address). Most mail's domains are such
+ * names, and the native call costs more than this test.
+ */
+const PLAIN_DOMAIN = /^(?:(?!xn--)[a-z0-9-]+\.)*(?!xn--)[a-z][a-z0-9-]*$/;
+
+/** A name's A-label form, or '' for one that has none (WHATWG domainToASCII). */
+export function asciiDomain(name: string): string {
+  return PLAIN_DOMAIN.test(name) ? name : domainToASCII(name);
+}
+
 export function domainOf(address: string): string | null {
   const at = address.lastIndexOf('@');
   if (at <= 0) return null;
   const raw = address.slice(at + 1).replace(/\.$/, '');
   if (raw === '' || raw.startsWith('[')) return null; // no domain, or an address literal
-  const ascii = domainToASCII(raw.toLowerCase());
+  const ascii = asciiDomain(raw.toLowerCase());
   return ascii === '' ? null : ascii;
 }
 
