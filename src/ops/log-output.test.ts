@@ -58,4 +58,31 @@ describe('TurnBufferedOutput', () => {
     assert.equal(lines.at(-1), 'last', 'the line held at exit was written');
     lines.slice(0, -1).forEach((l, k) => assert.ok(l.startsWith(`${k} x`), `line ${k} in order`));
   });
+
+  it('goes on without its log when the reader closes the pipe, and says so once on stderr', async () => {
+    const module = fileURLToPath(new URL('./log-output.js', import.meta.url));
+    // The child writes a line a turn; once the parent has closed the pipe's read end it writes 50 more, then exits 0.
+    const script = `
+      import { TurnBufferedOutput } from ${JSON.stringify(module)};
+      process.stdout;
+      const out = new TurnBufferedOutput(1);
+      out.write('first\\n');
+      process.stdin.once('data', () => {
+        let k = 0;
+        const next = () => { out.write('line ' + k + '\\n'); if (++k < 50) setImmediate(next); else setImmediate(() => { process.stderr.write('alive\\n'); process.exit(0); }); };
+        next();
+      });
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    const first = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString('utf8'))));
+    assert.equal(first, 'first\n');
+    child.stdout.destroy();
+    child.stdin.end('go');
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    assert.equal(code, 0, stderr);
+    assert.equal(stderr.match(/log output \(fd 1\) was closed by its reader/g)?.length, 1, stderr);
+    assert.match(stderr, /alive\n$/);
+  });
 });

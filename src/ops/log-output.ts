@@ -8,6 +8,11 @@
  * it. What is held is at most one turn's lines, and it is written on the way
  * out (`exit`, which an uncaught exception also reaches); only a SIGKILL in
  * mid-turn loses it.
+ *
+ * A reader that has gone (EPIPE: the pipe's other end closed, say a log
+ * collector that died) ends the output, not the process: the proxy goes on
+ * relaying mail, with one line on stderr to say its log is lost. Throwing
+ * would end every transaction in flight for the sake of lines no one can read.
  */
 import { writeSync } from 'node:fs';
 
@@ -17,6 +22,7 @@ export class TurnBufferedOutput {
   private readonly fd: number;
   private held: string[] = [];
   private scheduled = false;
+  private gone = false;
   private readonly flushSoon = (): void => {
     this.scheduled = false;
     this.flushSync();
@@ -28,6 +34,7 @@ export class TurnBufferedOutput {
   }
 
   write(line: string): boolean {
+    if (this.gone) return true;
     this.held.push(line);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -50,11 +57,25 @@ export class TurnBufferedOutput {
       try {
         data = data.subarray(writeSync(this.fd, data));
       } catch (err) {
-        // A non-blocking pipe whose reader is behind: wait for it, as a blocking write would.
         const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EPIPE') {
+          this.lost();
+          return;
+        }
+        // A non-blocking pipe whose reader is behind: wait for it, as a blocking write would.
         if (code !== 'EAGAIN' && code !== 'EBUSY') throw err;
         Atomics.wait(WAIT, 0, 0, 10);
       }
+    }
+  }
+
+  private lost(): void {
+    this.gone = true;
+    this.held = [];
+    try {
+      writeSync(2, `dkim-proxy: the log output (fd ${this.fd}) was closed by its reader; log lines are dropped from now on\n`);
+    } catch {
+      // stderr may be the same closed pipe: nothing left to tell.
     }
   }
 }

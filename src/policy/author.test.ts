@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { domainToASCII } from 'node:url';
 import fc from 'fast-check';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
 import { parseHeaderBlock, type HeaderField } from '../dkim/index.js';
-import { domainToASCII } from 'node:url';
 import { asciiDomain, authorDomain, mailboxes } from './author.js';
 
 const domain = (headers: string): string => {

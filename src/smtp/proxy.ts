@@ -482,8 +482,8 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       // turn of the event loop run one after another, once the turn has read
       // all its sockets, rather than each between the reads of the next: the
       // crypto and parsing code then stays in the core's caches. Measured on
-      // one core, `in` took 15-30% less CPU per message (an RSA verification
-      // 21.5 µs instead of 31).
+      // one core at full load, `in` took 11-29% less CPU per message (an RSA
+      // verification 21.5 µs instead of 31).
       await afterPoll();
       const processed = await run.finish();
       Object.assign(logFields, processor.logFields(processed.report));
