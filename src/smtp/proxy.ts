@@ -443,6 +443,10 @@ function proxyWith<R, E>(kind: ProxyKind, deps: ProxyDeps, processor: MessagePro
       maxMessageBytes: l.maxMessageBytes,
       spoolThresholdBytes: l.spoolThresholdBytes,
       onHeaders: async (head): Promise<ScanningRun<R> | MessageRun<R>> => {
+        // As before finish() below: started once this turn's reads are done,
+        // with the other messages whose header block came in the same turn.
+        // Their DNS lookups still leave in this turn.
+        await afterPoll();
         const run = await processor.start(head, envelope, early);
         return sevenBit ? scanning(run, head) : run;
       },
