@@ -95,7 +95,8 @@ describe('A-label fast path', () => {
   it('leaves numeric last labels and A-labels to the WHATWG parser', () => {
     assert.equal(asciiDomain('0x7f.1'), '127.0.0.1');
     assert.equal(asciiDomain('example.123'), '');
-    assert.equal(asciiDomain('xn--abc.example'), '');
+    // An A-label goes to the parser, whose verdict on one that does not decode differs across Node lines ('' on 20, kept on 24).
+    assert.equal(asciiDomain('xn--abc.example'), domainToASCII('xn--abc.example'));
     assert.equal(asciiDomain('mail.example.com'), 'mail.example.com');
   });
 });
