@@ -169,6 +169,32 @@ describe('out: sign and relay', () => {
     assert.deepEqual(await verifyOurs(got), ['pass']);
   });
 
+  it('takes the first "." off every line that has one (RFC 5321 §4.5.2), however the client cuts its writes', async () => {
+    // A client that does not stuff (".not stuffed") loses the dot, as Postfix's smtpd would take it; "..." keeps two.
+    const stuffed = MESSAGES['multipart']!.replace(/^\./gm, '..');
+    const wire = `${stuffed}...stuffed\r\n.not stuffed\r\n.\r\n`;
+    for (const step of [wire.length, 1, 3]) {
+      sink.messages.length = 0;
+      const c = await rawClient(proxy.port);
+      try {
+        await c.reply();
+        c.write('EHLO raw.test\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n');
+        for (let replies = 0; replies < 4; replies++) await c.reply();
+        assert.ok(c.lines.some((l) => l.startsWith('354')), c.lines.join(' | '));
+        for (let at = 0; at < wire.length; at += step) c.write(Buffer.from(wire.slice(at, at + step), 'latin1'));
+        const done = await c.reply();
+        assert.match(done[0]!, /^250 /, `step ${step}: ${done.join(' | ')}`);
+        const got = sink.messages[0]!.data;
+        const want = `${MESSAGES['multipart']!}..stuffed\r\nnot stuffed\r\n`;
+        assert.ok(got.subarray(got.length - want.length).equals(Buffer.from(want, 'latin1')), `step ${step}: ${got.toString('latin1').slice(-60)}`);
+        assert.deepEqual(await verifyOurs(got), ['pass']);
+      } finally {
+        c.write('QUIT\r\n');
+        c.socket.destroy();
+      }
+    }
+  });
+
   it('passes SMTPUTF8 mail on with BODY and SMTPUTF8 on MAIL: its header bytes as they came, its 8-bit body re-encoded (transport_encoding = "7bit")', async () => {
     const utf8 = Buffer.from(Buffer.from(MESSAGES['8bit utf-8']!, 'latin1').toString('utf8').replace('juergen@example.com', 'jürgen@example.com'), 'utf8');
     const r = await send(proxy.port, 'jürgen@example.com', ['bob@example.net'], utf8, ' BODY=8BITMIME SMTPUTF8');

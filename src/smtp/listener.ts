@@ -14,6 +14,7 @@
  *   `command_timeout` and the whole message within `data_timeout`, however
  *   often it sends a byte. The clock stops while the client waits for us.
  * - Pipelined replies sent as a unit (RFC 2920 §3.1), see reply-batching.ts.
+ * - The DATA phase scanned with Buffer.indexOf, see data-mode.ts.
  * - The PROXY protocol, versions 1 and 2, from the load balancers listed in
  *   `proxy_protocol_from` (smtp-server reads version 1 only): the header is
  *   read before the greeting, and its client is the session's address.
@@ -21,6 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { useDataScanner } from './data-mode.js';
 import { parseProxyHeader } from './proxy-protocol.js';
 import { batchReplies } from './reply-batching.js';
 
@@ -63,6 +65,18 @@ export function keepHeloAcrossXforward(conn: Connection): void {
       if (!c.hostNameAppearsAs && before) c.hostNameAppearsAs = before;
       callback();
     });
+  };
+}
+
+/** The DATA phase's scan of data-mode.ts on the connection's parsers: the one now, and the one STARTTLS makes. */
+function scanDataWithIndexOf(conn: Connection): void {
+  const c = conn as unknown as { _parser: object | false; _createParser(): object };
+  if (c._parser) useDataScanner(c._parser);
+  const create = c._createParser;
+  c._createParser = function (this: unknown) {
+    const parser = create.call(this);
+    useDataScanner(parser);
+    return parser;
   };
 }
 
@@ -184,6 +198,7 @@ export class GuardedServer extends SMTPServer {
     };
 
     keepHeloAcrossXforward(conn);
+    scanDataWithIndexOf(conn);
 
     const limits = this.limits();
     // Over max_connections as a whole, smtp-server refuses it itself.
