@@ -16,11 +16,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PreparedSealer } from '../src/arc/seal.js';
 import { verifyArc } from '../src/arc/verify.js';
-import { formatKeyRecord, generateSigningKey, parsePrivateKey, signMessage, type SigningKey } from '../src/dkim/index.js';
+import { formatKeyRecord, parsePrivateKey, signMessage, type SigningKey } from '../src/dkim/index.js';
 import { createKeyLookup } from '../src/dns/resolver.js';
 import { editHeader, listChanges, seal, withResults } from './helpers/arc.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { peerArcResults, peerSeal, PEERS, type Peer } from './helpers/arc-peers.js';
+import { testKey } from './helpers/test-keys.js';
 
 type Impl = 'ours' | Peer;
 const IMPLS: readonly Impl[] = ['ours', 'dkimpy', 'maildkim', 'mailauth'];
@@ -43,7 +44,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-arc-interop-'));
   const records = new Map<string, string[]>();
   for (const who of ['author', ...IMPLS] as const) {
-    const { pem } = generateSigningKey('rsa-2048');
+    const { pem } = testKey('rsa-2048');
     const parsed = parsePrivateKey(pem);
     assert.ok(parsed.ok);
     const file = join(dir, `${who}.test-key.pem`);

@@ -9,11 +9,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { formatKeyRecord, generateSigningKey, parsePrivateKey } from '../src/dkim/index.js';
+import { formatKeyRecord, parsePrivateKey } from '../src/dkim/index.js';
 import { peerArcResults } from './helpers/arc-peers.js';
 import { withResults } from './helpers/arc.js';
 import { cli } from './helpers/cli.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
+import { testKey } from './helpers/test-keys.js';
 
 const MESSAGE = Buffer.from('From: Alice <alice@example.com>\nTo: list@lists.example.org\nSubject: Hello\nDate: Tue, 1 Dec 2026 10:00:00 +0000\nMessage-ID: <cli-arc@example.com>\n\nHello.\n', 'latin1');
 const ID = 'mx.lists.example.org';
@@ -26,13 +27,13 @@ describe('dkim-proxy seal', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-cli-arc-'));
     const records = new Map<string, string[]>();
-    const pkcs1 = generateSigningKey('rsa-2048').pem;
+    const pkcs1 = testKey('rsa-2048').pem;
     const parsed = parsePrivateKey(pkcs1);
     assert.ok(parsed.ok);
     const pems = {
       pkcs1,
       pkcs8: parsed.key.key.export({ format: 'pem', type: 'pkcs8' }).toString(),
-      rsa1024: generateSigningKey('rsa-1024').pem,
+      rsa1024: testKey('rsa-1024').pem,
       rsa512: generateKeyPairSync('rsa', { modulusLength: 512 }).privateKey.export({ format: 'pem', type: 'pkcs1' }).toString(),
     };
     for (const [name, pem] of Object.entries(pems) as [keyof typeof pems, string][]) {

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { formatKeyRecord, generateSigningKey } from '../src/dkim/index.js';
+import { formatKeyRecord } from '../src/dkim/index.js';
 import { keyRefs } from '../src/config/load.js';
 import { cli } from './helpers/cli.js';
 import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
@@ -16,6 +16,7 @@ import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { ROOT } from './helpers/fixtures.js';
 import { MESSAGES } from './helpers/messages.js';
 import { dkimpyVerify, mailDkimVerify } from './helpers/peers.js';
+import { testKey } from './helpers/test-keys.js';
 
 describe('check-config', () => {
   it('passes the shipped config/dkim-proxy.toml as it is', async () => {
@@ -44,7 +45,7 @@ describe('check-config', () => {
         for (const s of signers) {
           const path = resolve(cwd, s.keyFile);
           mkdirSync(join(path, '..'), { recursive: true });
-          writeFileSync(path, generateSigningKey(s.algorithm === 'ed25519-sha256' ? 'ed25519' : 'rsa-2048').pem, { mode: 0o600 });
+          writeFileSync(path, testKey(s.algorithm === 'ed25519-sha256' ? 'ed25519' : 'rsa-2048').pem, { mode: 0o600 });
         }
         const r = await cli(['check-config', '--config', file], undefined, cwd);
         assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -101,7 +102,7 @@ describe('dns-check and sign --config', () => {
     );
     const zone = new Map<string, string[]>();
     zone.set('s1._domainkey.good.example', d.records.get('s1._domainkey.good.example')!);
-    zone.set('s1._domainkey.wrong.example', [formatKeyRecord(generateSigningKey('rsa-2048').key)]);
+    zone.set('s1._domainkey.wrong.example', [formatKeyRecord(testKey('rsa-2048').key)]);
     zone.set('s1._domainkey.testing.example', [d.records.get('s1._domainkey.testing.example')![0]!.replace('v=DKIM1; ', 'v=DKIM1; t=y; ')]);
     dns = await startDnsmasq(zone, domains);
     writeFileSync(d.file, `[dns]\nservers = ["${dns.server}"]\ntimeout_ms = 2000\n\n` + readFileSync(d.file, 'utf8'));

@@ -18,6 +18,7 @@ import { startSink, type Sink } from './helpers/sink.js';
 import { cli } from './helpers/cli.js';
 import { rawClient } from './helpers/raw-client.js';
 import { freeTcpPort } from './helpers/ports.js';
+import { testKey } from './helpers/test-keys.js';
 
 let sink: Sink;
 before(async () => {
@@ -255,8 +256,7 @@ describe('LMTP towards the next hop (relay_protocol)', () => {
 describe('keys are read once per load, not once per process', () => {
   it('with two workers, a start and a SIGHUP each read the key from Vault once (the supervisor hands it on)', async () => {
     const { createServer: createHttpServer } = await import('node:http');
-    const { generateSigningKey } = await import('../src/dkim/index.js');
-    const pem = generateSigningKey('rsa-2048').pem;
+    const pem = testKey('rsa-2048').pem;
     const reads: string[] = [];
     const vault = createHttpServer((req, res) => {
       reads.push(String(req.url));

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createRequire } from 'node:module';
-import { formatKeyRecord, generateSigningKey, parsePrivateKey, signMessage, type SigningKey } from '../src/dkim/index.js';
+import { formatKeyRecord, parsePrivateKey, signMessage, type SigningKey } from '../src/dkim/index.js';
 import { createKeyLookup } from '../src/dns/resolver.js';
 import { createWireResolver } from '../src/dns/wire.js';
 import { processMessage } from '../src/pipeline/offline.js';
@@ -25,6 +25,7 @@ import { VerifyingProcessor, type InboundReport, type VerifySettings } from '../
 import { cli } from './helpers/cli.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { startWireDns, type WireDnsServer, type ZoneRecord } from './helpers/wire-dns-server.js';
+import { testKey } from './helpers/test-keys.js';
 
 const run = promisify(execFile);
 
@@ -105,7 +106,7 @@ function message(from: Domain, signature: Signature, n: number): Buffer {
 
 before(async () => {
   for (const d of SIGNERS) {
-    const parsed = parsePrivateKey(generateSigningKey('rsa-2048').pem);
+    const parsed = parsePrivateKey(testKey('rsa-2048').pem);
     if (!parsed.ok) throw new Error(parsed.message);
     keys.set(d, parsed.key);
   }

@@ -11,13 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { formatKeyRecord, generateSigningKey, hashBody, parsePrivateKey, signMessage, type SigningKey } from '../src/dkim/index.js';
+import { formatKeyRecord, hashBody, parsePrivateKey, signMessage, type SigningKey } from '../src/dkim/index.js';
 import { canonicalBodyText } from '../src/dkim/changes.js';
 import { explainMessage } from '../src/dkim/explain.js';
 import { cli } from './helpers/cli.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { zoneLookup } from './helpers/fixtures.js';
 import { asHeaderField, dkimpySign, mailDkimSign, openDkimSign } from './helpers/peers.js';
+import { testKey } from './helpers/test-keys.js';
 
 const D = 'example.com';
 const PLAIN = 'From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: Lunch\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <original@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nSee you at noon.\r\nBring the notes.\r\n';
@@ -68,7 +69,7 @@ const zone = new Map<string, string[]>();
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-explain-original-'));
-  const { pem } = generateSigningKey('rsa-2048');
+  const { pem } = testKey('rsa-2048');
   const parsed = parsePrivateKey(pem);
   assert.ok(parsed.ok);
   key = parsed.key;

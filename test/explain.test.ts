@@ -10,10 +10,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { formatKeyRecord, generateSigningKey, parsePrivateKey, signMessage, type SignRequest, type SigningKey } from '../src/dkim/index.js';
+import { formatKeyRecord, parsePrivateKey, signMessage, type SignRequest, type SigningKey } from '../src/dkim/index.js';
 import { cli } from './helpers/cli.js';
 import { startDnsmasq, startSilentDns, type TestDns } from './helpers/dns-server.js';
 import { asHeaderField, dkimpySign, mailDkimSign, openDkimSign } from './helpers/peers.js';
+import { testKey } from './helpers/test-keys.js';
 
 const D = 'example.com';
 const MESSAGE = 'From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: Lunch\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <explain@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSee you at noon.\r\n';
@@ -35,7 +36,7 @@ describe('dkim-proxy explain', () => {
     dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-explain-'));
     const records = new Map<string, string[]>();
     for (const s of ['sel', 'other', 'nope', 'revoked', 'badrec']) {
-      const { pem } = generateSigningKey('rsa-2048');
+      const { pem } = testKey('rsa-2048');
       const parsed = parsePrivateKey(pem);
       assert.ok(parsed.ok);
       const file = join(dir, `${s}.test-key.pem`);
@@ -43,7 +44,7 @@ describe('dkim-proxy explain', () => {
       keys[s] = { key: parsed.key, file };
     }
     records.set(`sel._domainkey.${D}`, [formatKeyRecord(keys['sel']!.key.key)]);
-    records.set(`other._domainkey.${D}`, [formatKeyRecord(generateSigningKey('rsa-2048').key)]);
+    records.set(`other._domainkey.${D}`, [formatKeyRecord(testKey('rsa-2048').key)]);
     records.set(`revoked._domainkey.${D}`, ['v=DKIM1; k=rsa; p=']);
     records.set(`badrec._domainkey.${D}`, ['v=DKIM1; k=rsa; p=@@@not-base64@@@']);
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 512 });

@@ -10,11 +10,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { formatKeyRecord, generateSigningKey, parsePrivateKey, signMessage, verifyMessage, type SigningKey } from '../src/dkim/index.js';
+import { formatKeyRecord, parsePrivateKey, signMessage, verifyMessage, type SigningKey } from '../src/dkim/index.js';
 import { createKeyLookup } from '../src/dns/resolver.js';
 import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { MESSAGES } from './helpers/messages.js';
 import * as peers from './helpers/peers.js';
+import { testKey } from './helpers/test-keys.js';
 
 const DOMAIN = 'example.com';
 const HEADER_LISTS: Record<string, string[] | undefined> = {
@@ -34,7 +35,7 @@ before(async () => {
   const records = new Map<string, string[]>();
   const testKeys: string[] = [];
   for (const [kind, selector] of [['rsa', 'sel'], ['ed25519', 'ed']] as const) {
-    const { pem } = generateSigningKey(kind === 'rsa' ? 'rsa-2048' : 'ed25519');
+    const { pem } = testKey(kind === 'rsa' ? 'rsa-2048' : 'ed25519');
     const file = join(dir, `${selector}.test-key.pem`);
     writeFileSync(file, pem, { mode: 0o600 });
     const parsed = parsePrivateKey(pem);

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { formatKeyRecord, generateSigningKey } from '../src/dkim/index.js';
+import { formatKeyRecord } from '../src/dkim/index.js';
 import { loadConfig } from '../src/config/load.js';
 import type { ProxyConfig } from '../src/config/types.js';
 import { createKeyLookup } from '../src/dns/resolver.js';
@@ -16,6 +16,7 @@ import { planSignatures, SelectorMemory, type SigningPlan } from '../src/policy/
 import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
 import { startSilentDns, type TestDns } from './helpers/dns-server.js';
 import { zoneLookup } from './helpers/fixtures.js';
+import { testKey } from './helpers/test-keys.js';
 
 const TOML = `
 [signing]
@@ -86,7 +87,7 @@ before(async () => {
   assert.ok(r.ok, r.ok ? '' : r.issues.map((i) => i.message).join('\n'));
   config = r.config;
   // Published: the right keys for published/strict, someone else's key for the mismatch domains, nothing for absent.
-  const stranger = formatKeyRecord(generateSigningKey('rsa-2048').key);
+  const stranger = formatKeyRecord(testKey('rsa-2048').key);
   zone = new Map<string, string[]>();
   for (const d of ['published.example', 'strict.example']) zone.set(`s1._domainkey.${d}`, dir.records.get(`s1._domainkey.${d}`)!);
   for (const d of ['mismatch.example', 'mismatch-strict.example']) zone.set(`s1._domainkey.${d}`, [stranger]);
@@ -215,7 +216,7 @@ selectors = ["ed2", "ed1"]
   });
 
   it('a record with the wrong key never takes over', async () => {
-    const wrong = records(['old._domainkey.rotate.example'], [['new._domainkey.rotate.example', [formatKeyRecord(generateSigningKey('rsa-2048').key)]]]);
+    const wrong = records(['old._domainkey.rotate.example'], [['new._domainkey.rotate.example', [formatKeyRecord(testKey('rsa-2048').key)]]]);
     assert.match(summary(await planSignatures(rconfig.signing, 'rotate.example', wrong)), /^rotate\.example\/old/);
   });
 

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { formatKeyRecord, generateSigningKey, verifyMessage } from '../src/dkim/index.js';
+import { formatKeyRecord, verifyMessage } from '../src/dkim/index.js';
 import { createKeyLookup } from '../src/dns/resolver.js';
 import { listChanges } from './helpers/arc.js';
 import { peerArcResults, PEERS } from './helpers/arc-peers.js';
@@ -21,6 +21,7 @@ import { sign, SAMPLE, zone as keyZone } from './helpers/engine.js';
 import { client, startProxy, type RunningProxy } from './helpers/proxy.js';
 import { startSink, type Sink } from './helpers/sink.js';
 import type { Reply } from '../src/relay/client.js';
+import { testKey } from './helpers/test-keys.js';
 
 let dir: string;
 let dns: TestDns;
@@ -48,10 +49,10 @@ const dnsToml = (): string => `[dns]\nservers = ["${dns.server}"]\ntimeout_ms = 
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dkim-proxy-arc-proxy-'));
-  const { pem, key } = generateSigningKey('rsa-2048');
+  const { pem, key } = testKey('rsa-2048');
   listKeyFile = join(dir, 'lists.arc.test-key.pem');
   writeFileSync(listKeyFile, pem, { mode: 0o600 });
-  const dkim = generateSigningKey('rsa-2048');
+  const dkim = testKey('rsa-2048');
   listDkimKeyFile = join(dir, 'lists.dk.test-key.pem');
   writeFileSync(listDkimKeyFile, dkim.pem, { mode: 0o600 });
   dns = await startDnsmasq(

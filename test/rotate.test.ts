@@ -11,7 +11,7 @@ import { createPublicKey } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { formatKeyRecord, generateSigningKey, parseKeyRecord, verifyMessage } from '../src/dkim/index.js';
+import { formatKeyRecord, parseKeyRecord, verifyMessage } from '../src/dkim/index.js';
 import { createKeyLookup } from '../src/dns/resolver.js';
 import { cli } from './helpers/cli.js';
 import { makeConfigDir } from './helpers/config-dir.js';
@@ -20,6 +20,7 @@ import { startDnsmasq, type TestDns } from './helpers/dns-server.js';
 import { dkimpyVerify, mailDkimVerify } from './helpers/peers.js';
 import { client } from './helpers/proxy.js';
 import { startSink, type Sink } from './helpers/sink.js';
+import { testKey } from './helpers/test-keys.js';
 
 const D = 'example.org';
 const DAY = 86_400_000;
@@ -92,7 +93,7 @@ describe('rotate new and rotate status', () => {
     assert.equal((await run(['dns-check', '--config', dir.file, '--dns-server', before.server])).code, 1);
 
     // A wrong key published for the new selector: reported, and never signing.
-    const wrong = await zone([[`s1._domainkey.${D}`, recordOf(s1)], [`${fresh}._domainkey.${D}`, formatKeyRecord(generateSigningKey('rsa-2048').key)]]);
+    const wrong = await zone([[`s1._domainkey.${D}`, recordOf(s1)], [`${fresh}._domainkey.${D}`, formatKeyRecord(testKey('rsa-2048').key)]]);
     const w = await status(wrong, t0);
     assert.equal(w.code, 1);
     assert.deepEqual([pick(w.rows, fresh).published, pick(w.rows, fresh).matches, pick(w.rows, fresh).signing, pick(w.rows, fresh).next], [true, false, false, 'publish']);

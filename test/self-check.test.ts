@@ -9,12 +9,13 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config/load.js';
 import type { ProxyConfig, SigningConfig } from '../src/config/types.js';
-import { generateSigningKey, parsePrivateKey } from '../src/dkim/index.js';
+import { parsePrivateKey } from '../src/dkim/index.js';
 import { processMessage } from '../src/pipeline/offline.js';
 import { SigningProcessor } from '../src/pipeline/sign.js';
 import { PolicyReply } from '../src/smtp/replies.js';
 import { makeConfigDir, type ConfigDir } from './helpers/config-dir.js';
 import { zoneLookup } from './helpers/fixtures.js';
+import { testKey } from './helpers/test-keys.js';
 
 const MESSAGE = Buffer.from('From: a@example.com\r\nTo: b@example.net\r\nSubject: self-check\r\n\r\nbody\r\n', 'latin1');
 
@@ -32,7 +33,7 @@ describe('[signing] self_check', () => {
   /** The config, with the block's key swapped for another after the signer was prepared. */
   const swapped = (selfCheck: boolean): SigningConfig => {
     const block = config.signing.domains.get('example.com')!;
-    const other = parsePrivateKey(generateSigningKey('rsa-2048').pem);
+    const other = parsePrivateKey(testKey('rsa-2048').pem);
     assert.ok(other.ok);
     const signer = { ...block.signer, key: other.key };
     return { ...config.signing, selfCheck, domains: new Map([['example.com', { ...block, signer, candidates: [signer] }]]) };

@@ -1,18 +1,19 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { formatKeyRecord, generateSigningKey, parsePrivateKey, signHeaderData, type KeyAnswer, type SigningKey } from '../dkim/index.js';
+import { formatKeyRecord, parsePrivateKey, signHeaderData, type KeyAnswer, type SigningKey } from '../dkim/index.js';
 import { foldSignatureValue, foldTagList } from '../dkim/signature.js';
 import { parseAuthenticationResults, parseArcAuthenticationResults } from '../authres/parse.js';
 import { editHeader, listChanges, seal, withResults } from '../../test/helpers/arc.js';
 import { planSeal, PreparedSealer } from './seal.js';
 import { sealHashInput, verifyArc } from './verify.js';
 import { parseHeaderBlock } from '../dkim/headers.js';
+import { testKey } from '../../test/helpers/test-keys.js';
 
 const NOW = 1_760_000_000;
 
 function key(kind: 'rsa-2048' | 'rsa-1024' | 'ed25519' = 'rsa-2048'): SigningKey {
-  const parsed = parsePrivateKey(generateSigningKey(kind).pem);
+  const parsed = parsePrivateKey(testKey(kind).pem);
   assert.ok(parsed.ok);
   return parsed.key;
 }

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { generateSigningKey } from '../dkim/index.js';
+import {  } from '../dkim/index.js';
 import { LiveConfig } from './live.js';
 import { makeConfigDir } from '../../test/helpers/config-dir.js';
+import { testKey } from '../../test/helpers/test-keys.js';
 
 describe('config reload', () => {
   it('keeps the old config, whole, when the new one is bad; takes a good one with its new keys', async () => {
@@ -24,7 +25,7 @@ describe('config reload', () => {
       assert.equal(live.config, before, 'the old config stays in force');
       assert.deepEqual(seen, []);
 
-      const pem = generateSigningKey('rsa-2048').pem;
+      const pem = testKey('rsa-2048').pem;
       writeFileSync(join(d.dir, 'keys', 'example.com', 's2.key'), pem, { mode: 0o600 });
       writeFileSync(d.file, '[domain."example.com"]\nselector = "s2"\n[domain."example.org"]\nselector = "s2"\nkey_file = "keys/example.com/s2.key"\n');
       const good = await live.reload();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatKeyRecord, generateSigningKey, parseHeaderBlock, parsePrivateKey, type KeyAnswer } from '../dkim/index.js';
+import { formatKeyRecord, parseHeaderBlock, parsePrivateKey, type KeyAnswer } from '../dkim/index.js';
 import { PreparedSealer } from '../arc/seal.js';
 import { listChanges, seal, withResults } from '../../test/helpers/arc.js';
 import { NOW, SAMPLE, sign, zone as engineZone } from '../../test/helpers/engine.js';
@@ -9,6 +9,7 @@ import { MESSAGES } from '../../test/helpers/messages.js';
 import { zoneDns } from '../../test/helpers/spf-zone.js';
 import { processMessage } from './offline.js';
 import { VerifyingProcessor, type VerifySettings } from './verify.js';
+import { testKey } from '../../test/helpers/test-keys.js';
 
 const settings: VerifySettings = {
   authservId: 'mx.test',
@@ -167,7 +168,7 @@ describe('the verifying processor with SPF and DMARC', () => {
 
 describe('the verifying processor with ARC', () => {
   const listKey = (() => {
-    const r = parsePrivateKey(generateSigningKey('rsa-2048').pem);
+    const r = parsePrivateKey(testKey('rsa-2048').pem);
     assert.ok(r.ok);
     return r.key;
   })();

@@ -1,11 +1,12 @@
-import { generateSigningKey, formatKeyRecord, parsePrivateKey, signMessage, verifyMessage } from '../../src/dkim/index.js';
+import { formatKeyRecord, parsePrivateKey, signMessage, verifyMessage } from '../../src/dkim/index.js';
 import type { DkimOutcome, SignRequest, SigningKey, VerifyOptions } from '../../src/dkim/index.js';
 import { zoneLookup } from './fixtures.js';
+import { testKey } from './test-keys.js';
 
 export const NOW = 1_790_000_000;
 
 function key(kind: 'rsa-2048' | 'ed25519'): SigningKey {
-  const r = parsePrivateKey(generateSigningKey(kind).pem);
+  const r = parsePrivateKey(testKey(kind).pem);
   if (!r.ok) throw new Error(r.message);
   return r.key;
 }
