@@ -4,6 +4,8 @@
  * unchanged, one address cannot take every connection, a client that
  * trickles bytes meets a deadline, an unwritable spool and a next hop that
  * never answers the final dot give the client a 4xx and relay nothing.
+ * The deadlines of a well-behaved session and of DATA are in deadlines.test.ts
+ * (a file of their own, so that their waits overlap these).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -17,8 +19,8 @@ import { createProxy } from '../src/smtp/proxy.js';
 import { makeConfigDir } from './helpers/config-dir.js';
 import { eventually } from './helpers/eventually.js';
 import { MESSAGES } from './helpers/messages.js';
-import { client, send, startProxy } from './helpers/proxy.js';
-import { rawClient, type RawClient } from './helpers/raw-client.js';
+import { client, outListener, send, startProxy } from './helpers/proxy.js';
+import { rawClient, trickle, type RawClient } from './helpers/raw-client.js';
 import { startRawHop } from './helpers/raw-hop.js';
 import { startScriptedHop, startSink, type Sink } from './helpers/sink.js';
 
@@ -32,8 +34,6 @@ after(async () => {
   await sink.stop();
 });
 
-const listener = (relayPort: number, extra = ''): string => `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${relayPort}"\n${extra}\n`;
-
 describe('exact replies', () => {
   it('passes the next hop\'s enhanced codes to the client unchanged, at RCPT and at the end of DATA', async () => {
     const hop = await startScriptedHop(['PIPELINING', '8BITMIME', 'ENHANCEDSTATUSCODES'], (line) => {
@@ -42,7 +42,7 @@ describe('exact replies', () => {
       if (line.startsWith('RCPT TO:<POLICY@')) return '550 5.7.26 Unauthenticated email is not accepted';
       return undefined;
     });
-    const p = await startProxy('out', listener(hop.port));
+    const p = await startProxy('out', outListener(hop.port));
     try {
       const r = await send(p.port, 'alice@example.com', ['nobody@example.net', 'full@example.net', 'policy@example.net', 'bob@example.net'], MESSAGE);
       assert.deepEqual(
@@ -75,7 +75,7 @@ describe('exact replies', () => {
         return seen.subarray(end + 5);
       };
     });
-    const p = await startProxy('out', listener(hop.port));
+    const p = await startProxy('out', outListener(hop.port));
     try {
       const r = await send(p.port, 'alice@example.com', ['bob@example.net'], MESSAGE);
       assert.equal(r.data![0]!.code, 552);
@@ -88,8 +88,8 @@ describe('exact replies', () => {
   });
 
   it('refuses with the right codes of its own: sizes 5.3.4, not 5.2.2 "mailbox full"; a client not allowed 5.7.1', async () => {
-    const p = await startProxy('out', listener(sink.port, 'max_message_bytes = 2048\nmax_header_bytes = 1024'));
-    const closed = await startProxy('out', listener(sink.port, 'allow_clients = ["192.0.2.0/24"]'));
+    const p = await startProxy('out', outListener(sink.port, 'max_message_bytes = 2048\nmax_header_bytes = 1024'));
+    const closed = await startProxy('out', outListener(sink.port, 'allow_clients = ["192.0.2.0/24"]'));
     try {
       const big = await send(p.port, 'alice@example.com', ['bob@example.net'], MESSAGE + 'x'.repeat(4096) + '\r\n');
       assert.deepEqual([big.data![0]!.code, big.data![0]!.enhanced], [552, '5.3.4']);
@@ -105,8 +105,8 @@ describe('exact replies', () => {
   });
 
   it('advertises as SIZE the limit it enforces, also after a reload', async () => {
-    const dir = makeConfigDir(listener(sink.port, 'max_message_bytes = "1M"'));
-    const second = makeConfigDir(listener(sink.port, 'max_message_bytes = "2M"'));
+    const dir = makeConfigDir(outListener(sink.port, 'max_message_bytes = "1M"'));
+    const second = makeConfigDir(outListener(sink.port, 'max_message_bytes = "2M"'));
     const load = async (file: string, cwd: string): Promise<ProxyConfig> => {
       const r = await loadConfig(file, { cwd, env: {} });
       if (!r.ok) throw new Error(r.issues.map((i) => i.message).join('\n'));
@@ -131,24 +131,10 @@ describe('exact replies', () => {
   });
 });
 
-/** Sends `text` one byte every `everyMs` until the connection closes (or the text runs out). */
-function trickle(c: RawClient, text: string, everyMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    let k = 0;
-    const timer = setInterval(() => {
-      if (c.isClosed() || k >= text.length) {
-        clearInterval(timer);
-        resolve();
-        return;
-      }
-      c.write(text[k++]!);
-    }, everyMs);
-  });
-}
 
 describe('limits that hold when clients misbehave', () => {
   it('slowloris: 300 trickling connections from one address cannot keep another client waiting, and each meets its deadline', async () => {
-    const p = await startProxy('out', listener(sink.port, 'allow_clients = ["127.0.0.0/8"]\nmax_connections = 100\nmax_connections_per_client = 20\ncommand_timeout = 2'));
+    const p = await startProxy('out', outListener(sink.port, 'allow_clients = ["127.0.0.0/8"]\nmax_connections = 100\nmax_connections_per_client = 20\ncommand_timeout = 2'));
     const slow: RawClient[] = [];
     try {
       for (let k = 0; k < 300; k++) slow.push(await rawClient(p.port, '127.0.0.2'));
@@ -184,47 +170,9 @@ describe('limits that hold when clients misbehave', () => {
     }
   });
 
-  it('the deadline is per command: a client whose every command arrives in time stays, however long the session', async () => {
-    const p = await startProxy('out', listener(sink.port, 'command_timeout = 1'));
-    const c = await rawClient(p.port);
-    try {
-      await c.reply();
-      // Four NOOPs 600 ms apart: 2.4 s in all, more than two deadlines, each command within one.
-      for (let k = 0; k < 4; k++) {
-        await new Promise((r) => setTimeout(r, 600));
-        c.write('NOOP\r\n');
-        assert.match((await c.reply())[0]!, /^250 /);
-      }
-      assert.equal(c.isClosed(), false);
-      // Then silence: the deadline closes it.
-      await c.closed;
-      assert.match(c.lines.at(-1)!, /^421 4\.4\.2 .*A command did not arrive within 1 s/);
-    } finally {
-      c.socket.destroy();
-      await p.stop();
-    }
-  });
-
-  it('a message that trickles in past data_timeout gets 421, and nothing is relayed', async () => {
-    const p = await startProxy('out', listener(sink.port, 'data_timeout = 1\ncommand_timeout = 30'));
-    const before = sink.dataStarted;
-    const c = await rawClient(p.port);
-    try {
-      await c.reply();
-      c.write('EHLO client.test\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n');
-      for (const code of ['250', '250', '250', '354']) assert.equal((await c.reply())[0]!.slice(0, 3), code);
-      await trickle(c, MESSAGE, 200);
-      assert.match(c.lines.at(-1)!, /^421 4\.4\.2 .*The message did not arrive within 1 s/);
-      assert.equal(sink.dataStarted, before, 'nothing relayed');
-    } finally {
-      c.socket.destroy();
-      await p.stop();
-    }
-  });
-
   it('an unwritable spool (its directory gone) gives 452 4.3.1, relays nothing and leaves nothing behind', async () => {
     const spool = mkdtempSync(join(tmpdir(), 'dkim-proxy-test-gone-'));
-    const p = await startProxy('out', listener(sink.port, `spool_dir = "${spool}"\nspool_threshold = 1024`));
+    const p = await startProxy('out', outListener(sink.port, `spool_dir = "${spool}"\nspool_threshold = 1024`));
     const before = sink.dataStarted;
     try {
       rmSync(spool, { recursive: true, force: true });
@@ -245,7 +193,7 @@ describe('limits that hold when clients misbehave', () => {
       received += chunk.length;
       return undefined;
     });
-    const p = await startProxy('out', listener(silent.port, 'relay_timeout = 1'));
+    const p = await startProxy('out', outListener(silent.port, 'relay_timeout = 1'));
     try {
       const r = await send(p.port, 'alice@example.com', ['bob@example.net'], MESSAGE);
       assert.equal(r.data![0]!.code, 451);

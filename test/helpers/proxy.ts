@@ -78,3 +78,6 @@ export async function send(port: number, from: string, to: string[], message: Bu
 export function writeToml(dir: ConfigDir, toml: string): void {
   writeFileSync(dir.file, toml);
 }
+
+/** The config of an `out` listener on a free loopback port relaying to relayPort, with `extra` keys of [out]. */
+export const outListener = (relayPort: number, extra = ''): string => `[out]\nlisten = "127.0.0.1:0"\nrelay = "127.0.0.1:${relayPort}"\n${extra}\n`;

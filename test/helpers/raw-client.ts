@@ -114,3 +114,18 @@ export async function untilGreeting(port: number, localAddress = '127.0.0.1', ti
   }
   throw new Error(`nothing greeted on port ${port} within ${timeoutMs} ms (last: ${last})\n${detail()}`);
 }
+
+/** Sends `text` one byte every `everyMs` until the connection closes (or the text runs out). */
+export function trickle(c: RawClient, text: string, everyMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    let k = 0;
+    const timer = setInterval(() => {
+      if (c.isClosed() || k >= text.length) {
+        clearInterval(timer);
+        resolve();
+        return;
+      }
+      c.write(text[k++]!);
+    }, everyMs);
+  });
+}
