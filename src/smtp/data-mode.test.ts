@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { scanData } from './data-mode.js';
+import { scanData, useDataScanner } from './data-mode.js';
 
 /** RFC 5321 §4.5.2 the slow way, octet by octet over the whole input: the oracle. */
 function oracle(input: Buffer): { message: Buffer; rest: Buffer | undefined } {
@@ -91,5 +91,12 @@ describe('DATA phase scanner', () => {
     const r = incremental([Buffer.from('a\n.\r\nb\r\n.\r\n')]);
     assert.equal(r.message.toString('latin1'), 'a\n\r\nb\r\n');
     assert.equal(r.rest?.length, 0);
+  });
+
+  it('leaves a parser of another shape as it was', () => {
+    const own = (): void => {};
+    const parser = { _feedDataStream: own, _lastBytes: false };
+    assert.equal(useDataScanner(parser), false);
+    assert.equal(parser._feedDataStream, own);
   });
 });

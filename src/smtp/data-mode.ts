@@ -89,10 +89,13 @@ interface DataModeInternals {
  * Puts scanData in place of smtp-server's own scan, on one parser (a
  * connection gets a new one after STARTTLS). The rest of its data mode
  * (the size count, the end of the phase, waiting for a full data stream)
- * is smtp-server's, called as its own scan calls it.
+ * is smtp-server's, called as its own scan calls it. False when the
+ * parser is not the shape this expects, and is left as it was.
  */
-export function useDataScanner(parser: object): void {
+export function useDataScanner(parser: object): boolean {
   const p = parser as DataModeInternals;
+  // An smtp-server whose data mode is not the one this was written against keeps its own scan (proxy-out's dot test then fails).
+  if (typeof p._feedDataStream !== 'function' || typeof p._countDataBytes !== 'function' || typeof p._endDataMode !== 'function' || !('_lastBytes' in p) || !('_atDataStart' in p)) return false;
   p._feedDataStream = function (this: DataModeInternals, chunk, done) {
     const input = this._lastBytes && this._lastBytes.length > 0 ? Buffer.concat([this._lastBytes, chunk]) : chunk;
     this._lastBytes = false;
@@ -118,4 +121,5 @@ export function useDataScanner(parser: object): void {
     stream.once('drain', resume);
     stream.once('close', resume);
   };
+  return true;
 }

@@ -73,6 +73,7 @@ function scanDataWithIndexOf(conn: Connection): void {
   const c = conn as unknown as { _parser: object | false; _createParser(): object };
   if (c._parser) useDataScanner(c._parser);
   const create = c._createParser;
+  if (typeof create !== 'function') return;
   c._createParser = function (this: unknown) {
     const parser = create.call(this);
     useDataScanner(parser);
