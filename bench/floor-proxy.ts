@@ -114,10 +114,10 @@ function session(client: Socket): void {
     try {
       for (;;) {
         if (inData) {
-          const scan = scanData(input.length > 0 && inData.keep.length > 0 ? Buffer.concat([inData.keep, input]) : input.length > 0 ? input : inData.keep, inData.atStart);
+          const scan = scanData(inData.keep.length > 0 ? Buffer.concat([inData.keep, input]) : input, inData.atStart);
           inData.parts.push(...scan.pieces);
           if (!scan.rest) {
-            inData.keep = Buffer.from(scan.keep);
+            inData.keep = scan.keep;
             inData.atStart = scan.atStart;
             input = Buffer.alloc(0);
             break;

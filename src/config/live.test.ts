@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import {  } from '../dkim/index.js';
 import { LiveConfig } from './live.js';
 import { makeConfigDir } from '../../test/helpers/config-dir.js';
 import { testKey } from '../../test/helpers/test-keys.js';

@@ -52,9 +52,8 @@ export function scanData(input: Buffer, atStart: boolean): DataScan {
     if (keepFrom > from) pieces.push(input.subarray(from, keepFrom));
     return { pieces, keep: input.subarray(keepFrom), atStart: atStart && from === 0 && keepFrom === 0 };
   };
-  let at = from;
   for (;;) {
-    const lf = input.indexOf(LF_DOT, at);
+    const lf = input.indexOf(LF_DOT, from);
     if (lf === -1) {
       // A last LF may be followed by the dot of the next chunk, a last CR by the LF of a terminator.
       if (n > from && input[n - 1] === 0x0a) return stopAt(n - 1);
@@ -71,7 +70,6 @@ export function scanData(input: Buffer, atStart: boolean): DataScan {
     }
     pieces.push(input.subarray(from, dot));
     from = dot + 1;
-    at = from;
   }
 }
 
